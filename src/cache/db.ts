@@ -1,0 +1,186 @@
+// The metadata database: refs, their layer blobs, and cache keys. SQLite in WAL mode, so a
+// crash at any moment leaves either the old or the new state, never half of a record.
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+
+export interface RefRecord {
+  id: string;
+  parent: string | null;
+  createdAt: number;
+  lastUsedAt: number;
+  description: string;
+  /** Bytes the snapshot's own changes use on disk, once known. */
+  size: number | null;
+  /** The compressed layer blob for this ref's diff, once one exists. */
+  blobDigest: string | null;
+  blobMediaType: string | null;
+  blobSize: number | null;
+  diffId: string | null;
+  /** Extra JSON (annotations, source image, etc.). */
+  meta: string | null;
+}
+
+interface RefRow {
+  id: string;
+  parent: string | null;
+  created_at: number;
+  last_used_at: number;
+  description: string;
+  size: number | null;
+  blob_digest: string | null;
+  blob_media_type: string | null;
+  blob_size: number | null;
+  diff_id: string | null;
+  meta: string | null;
+}
+
+function toRecord(r: RefRow): RefRecord {
+  return {
+    id: r.id,
+    parent: r.parent,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    description: r.description,
+    size: r.size,
+    blobDigest: r.blob_digest,
+    blobMediaType: r.blob_media_type,
+    blobSize: r.blob_size,
+    diffId: r.diff_id,
+    meta: r.meta,
+  };
+}
+
+export class MetadataDB {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    // Opening happens once at start-up, before any build runs, so a sync mkdir is fine here.
+    mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("busy_timeout = 10000");
+    this.db.pragma("foreign_keys = ON");
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS refs (
+        id TEXT PRIMARY KEY,
+        parent TEXT REFERENCES refs(id),
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        blob_digest TEXT,
+        blob_media_type TEXT,
+        blob_size INTEGER,
+        diff_id TEXT,
+        meta TEXT
+      );
+      CREATE INDEX IF NOT EXISTS refs_parent ON refs(parent);
+      CREATE INDEX IF NOT EXISTS refs_blob ON refs(blob_digest);
+      CREATE TABLE IF NOT EXISTS cache_keys (
+        key TEXT NOT NULL,
+        output INTEGER NOT NULL,
+        ref TEXT NOT NULL REFERENCES refs(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (key, output)
+      );
+      CREATE INDEX IF NOT EXISTS cache_keys_ref ON cache_keys(ref);
+      CREATE TABLE IF NOT EXISTS kv (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (bucket, key)
+      );
+    `);
+  }
+
+  getRef(id: string): RefRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM refs WHERE id = ?").get(id) as RefRow | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  allRefs(): RefRecord[] {
+    return (this.db.prepare("SELECT * FROM refs").all() as RefRow[]).map(toRecord);
+  }
+
+  insertRef(rec: RefRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO refs (id, parent, created_at, last_used_at, description, size, blob_digest, blob_media_type, blob_size, diff_id, meta)
+         VALUES (@id, @parent, @createdAt, @lastUsedAt, @description, @size, @blobDigest, @blobMediaType, @blobSize, @diffId, @meta)`,
+      )
+      .run(rec);
+  }
+
+  updateRef(id: string, fields: Partial<Omit<RefRecord, "id">>): void {
+    const cols: Record<string, string> = {
+      parent: "parent",
+      createdAt: "created_at",
+      lastUsedAt: "last_used_at",
+      description: "description",
+      size: "size",
+      blobDigest: "blob_digest",
+      blobMediaType: "blob_media_type",
+      blobSize: "blob_size",
+      diffId: "diff_id",
+      meta: "meta",
+    };
+    const keys = Object.keys(fields).filter((k) => k in cols);
+    if (keys.length === 0) return;
+    const sql = `UPDATE refs SET ${keys.map((k) => `${cols[k]} = @${k}`).join(", ")} WHERE id = @id`;
+    this.db.prepare(sql).run({ ...fields, id });
+  }
+
+  deleteRef(id: string): void {
+    this.db.prepare("DELETE FROM refs WHERE id = ?").run(id);
+  }
+
+  childrenOf(id: string): string[] {
+    return (this.db.prepare("SELECT id FROM refs WHERE parent = ?").all(id) as { id: string }[]).map((r) => r.id);
+  }
+
+  findByBlob(blobDigest: string, parent: string | null): RefRecord | undefined {
+    const row = (parent === null
+      ? this.db.prepare("SELECT * FROM refs WHERE blob_digest = ? AND parent IS NULL LIMIT 1").get(blobDigest)
+      : this.db.prepare("SELECT * FROM refs WHERE blob_digest = ? AND parent = ? LIMIT 1").get(blobDigest, parent)) as RefRow | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  lookupCache(key: string, outputs: number): string[] | undefined {
+    const rows = this.db.prepare("SELECT output, ref FROM cache_keys WHERE key = ?").all(key) as { output: number; ref: string }[];
+    const byOutput = new Map(rows.map((r) => [r.output, r.ref]));
+    const refs: string[] = [];
+    for (let i = 0; i < outputs; i++) {
+      const ref = byOutput.get(i);
+      if (ref === undefined) return undefined;
+      refs.push(ref);
+    }
+    return refs;
+  }
+
+  saveCache(key: string, refs: string[]): void {
+    const now = Date.now();
+    const stmt = this.db.prepare("INSERT OR REPLACE INTO cache_keys (key, output, ref, created_at) VALUES (?, ?, ?, ?)");
+    this.db.transaction(() => refs.forEach((ref, i) => stmt.run(key, i, ref, now)))();
+  }
+
+  touchRefs(ids: string[]): void {
+    const now = Date.now();
+    const stmt = this.db.prepare("UPDATE refs SET last_used_at = ? WHERE id = ?");
+    this.db.transaction(() => ids.forEach((id) => stmt.run(now, id)))();
+  }
+
+  getKV(bucket: string, key: string): string | undefined {
+    const row = this.db.prepare("SELECT value FROM kv WHERE bucket = ? AND key = ?").get(bucket, key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setKV(bucket: string, key: string, value: string): void {
+    this.db.prepare("INSERT OR REPLACE INTO kv (bucket, key, value) VALUES (?, ?, ?)").run(bucket, key, value);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

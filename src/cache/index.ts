@@ -1,0 +1,3 @@
+export * from "./db.js";
+export * from "./refs.js";
+export * from "./store.js";

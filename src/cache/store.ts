@@ -1,0 +1,25 @@
+// The solver's CacheStore on top of the metadata DB: cache keys map to committed refs.
+import type { CacheStore, Result } from "../solver/types.js";
+import type { Digest } from "../util/index.js";
+import { ImmutableRef, type CacheManager } from "./refs.js";
+
+export class RefCacheStore implements CacheStore {
+  constructor(private readonly mgr: CacheManager) {}
+
+  async load(_signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined> {
+    const ids = this.mgr.db.lookupCache(key, outputs);
+    if (!ids) return undefined;
+    const refs = ids.map((id) => this.mgr.tryGet(id));
+    if (refs.some((r) => r === undefined)) {
+      await Promise.all(refs.map((r) => r?.release()));
+      return undefined;
+    }
+    this.mgr.db.touchRefs(ids);
+    return refs as ImmutableRef[];
+  }
+
+  async save(_signal: AbortSignal, key: Digest, results: Result[]): Promise<void> {
+    if (!results.every((r) => r instanceof ImmutableRef)) return;
+    this.mgr.db.saveCache(key, results.map((r) => r.id));
+  }
+}

@@ -1,0 +1,39 @@
+// The exporter boundary: an Exporter validates attrs into an instance that turns a result into output.
+import type { Writable } from "node:stream";
+import type { ImmutableRef } from "../cache/index.js";
+import type { ImageConfig } from "../api/oci.js";
+import type { ProgressWriter } from "../solver/types.js";
+
+export interface ExportSource {
+  /** The result's filesystem; undefined for an empty (scratch) result. */
+  ref: ImmutableRef | undefined;
+  /** The image config the frontend produced (`containerimage.config`), without rootfs. */
+  config?: Partial<ImageConfig>;
+}
+
+/** A destination that appears only when committed: nothing is left behind on failure. */
+export interface PendingOutput {
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface StreamOutput extends PendingOutput {
+  stream: Writable;
+}
+
+export interface DirectoryOutput extends PendingOutput {
+  path: string;
+}
+
+/** Where exporter bytes go: local files (daemonless) or the client's session (kilnd). */
+export interface ExportOutputs {
+  openStream(signal: AbortSignal): Promise<StreamOutput>;
+  openDirectory(signal: AbortSignal): Promise<DirectoryOutput>;
+}
+
+export interface ExporterInstance {
+  readonly type: string;
+  /** True when the exporter writes to `dest` (a file, stdout or a directory). */
+  readonly needsOutput: boolean;
+  export(signal: AbortSignal, src: ExportSource, outputs: ExportOutputs, progress: ProgressWriter): Promise<Record<string, string>>;
+}

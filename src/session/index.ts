@@ -1,0 +1,3 @@
+export * from "./types.js";
+export * from "./localdirs.js";
+export * from "./patterns.js";

@@ -1,0 +1,3 @@
+export * from "./types.js";
+export * from "./solver.js";
+export * from "./semaphore.js";

@@ -1,0 +1,223 @@
+// Walks a vertex graph: computes cache keys lazily, loads hits, runs misses once (also across
+// concurrent builds), independent vertices in parallel up to a bound.
+import { digestOf, isAbortError, CanceledError, type Digest } from "../util/index.js";
+import { Semaphore } from "./semaphore.js";
+import type { CacheStore, ProgressWriter, Result, Vertex, VertexStatus } from "./types.js";
+
+export interface SolverOptions {
+  cache: CacheStore;
+  maxParallelism: number;
+}
+
+/** A vertex failed; carries which one so the caller can show where in the source it came from. */
+export class VertexError extends Error {
+  constructor(readonly vertex: Vertex, cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = "VertexError";
+  }
+}
+
+interface SharedRun {
+  results: Promise<Result[]>;
+  waiters: number;
+}
+
+export class Solver {
+  private readonly cache: CacheStore;
+  private readonly sem: Semaphore;
+  /** In-flight executions by cache key, shared by every job. */
+  private readonly running = new Map<Digest, SharedRun>();
+
+  constructor(opts: SolverOptions) {
+    this.cache = opts.cache;
+    this.sem = new Semaphore(opts.maxParallelism);
+  }
+
+  /** Solves `root` and returns its result (the caller releases it). */
+  async solve(signal: AbortSignal, root: Vertex, index: number, progress: ProgressWriter): Promise<Result> {
+    const job = new Job(this, signal, progress);
+    try {
+      const outs = await job.results(root);
+      const r = outs[index];
+      if (!r) throw new Error(`vertex ${root.name} has no output ${index}`);
+      return r.clone();
+    } finally {
+      await job.release();
+    }
+  }
+
+  /** @internal */
+  runShared(key: Digest, signal: AbortSignal, fn: (signal: AbortSignal) => Promise<Result[]>): Promise<Result[]> {
+    let shared = this.running.get(key);
+    if (!shared) {
+      // The shared run is cancelled only when every build waiting on it has gone.
+      const ac = new AbortController();
+      const entry: SharedRun = { results: Promise.resolve([]), waiters: 0 };
+      entry.results = fn(ac.signal).finally(() => this.running.delete(key));
+      (entry as SharedRun & { ac: AbortController }).ac = ac;
+      this.running.set(key, entry);
+      shared = entry;
+    }
+    const run = shared as SharedRun & { ac: AbortController };
+    run.waiters++;
+    return new Promise<Result[]>((resolve, reject) => {
+      const onAbort = () => {
+        run.waiters--;
+        if (run.waiters === 0) run.ac.abort(signal.reason);
+        reject(new CanceledError(signal.reason));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      run.results.then(
+        (rs) => {
+          signal.removeEventListener("abort", onAbort);
+          run.waiters--;
+          resolve(rs.map((r) => r.clone()));
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          run.waiters--;
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** @internal */
+  get cacheStore(): CacheStore {
+    return this.cache;
+  }
+
+  /** @internal */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    return this.sem.acquire(signal);
+  }
+}
+
+class Job {
+  private readonly keys = new Map<Digest, Promise<Digest>>();
+  private readonly outputs = new Map<Digest, Promise<Result[]>>();
+  private readonly held: Result[] = [];
+  private readonly reported = new Map<Digest, VertexStatus>();
+
+  constructor(
+    private readonly solver: Solver,
+    private readonly signal: AbortSignal,
+    private readonly progress: ProgressWriter,
+  ) {}
+
+  key(v: Vertex): Promise<Digest> {
+    let p = this.keys.get(v.digest);
+    if (!p) {
+      p = this.computeKey(v);
+      this.keys.set(v.digest, p);
+    }
+    return p;
+  }
+
+  results(v: Vertex): Promise<Result[]> {
+    let p = this.outputs.get(v.digest);
+    if (!p) {
+      p = this.computeResults(v);
+      this.outputs.set(v.digest, p);
+    }
+    return p;
+  }
+
+  private async computeKey(v: Vertex): Promise<Digest> {
+    const ctx = { vertex: v, progress: this.progress };
+    let cm;
+    try {
+      cm = await v.op.cacheMap(this.signal, ctx);
+    } catch (err) {
+      this.fail(v, err);
+    }
+    const deps = await Promise.all(
+      v.inputs.map(async (input, i) => {
+        const dep = cm.deps[i];
+        if (dep?.computeDigest) {
+          const outs = await this.results(input.vertex);
+          const r = outs[input.index];
+          if (!r) throw new Error(`vertex ${input.vertex.name} has no output ${input.index}`);
+          try {
+            return { content: await dep.computeDigest(this.signal, r), selector: dep.selector ?? "" };
+          } catch (err) {
+            this.fail(v, err);
+          }
+        }
+        return { key: await this.key(input.vertex), index: input.index, selector: dep?.selector ?? "" };
+      }),
+    );
+    return digestOf(JSON.stringify({ op: cm.digest, deps }));
+  }
+
+  private async computeResults(v: Vertex): Promise<Result[]> {
+    const key = await this.key(v);
+    const cache = this.solver.cacheStore;
+    if (!v.ignoreCache) {
+      const hit = await cache.load(this.signal, key, v.op.outputs);
+      if (hit) {
+        this.hold(hit);
+        const now = new Date();
+        this.report(v, { started: now, completed: now, cached: true });
+        return hit;
+      }
+    }
+    const results = await this.solver.runShared(key, this.signal, async (signal) => {
+      const inputs = await Promise.all(
+        v.inputs.map(async (input) => {
+          const outs = await this.results(input.vertex);
+          const r = outs[input.index];
+          if (!r) throw new Error(`vertex ${input.vertex.name} has no output ${input.index}`);
+          return r;
+        }),
+      );
+      const release = await this.solver.acquire(signal);
+      const started = new Date();
+      this.report(v, { started });
+      try {
+        const outs = await v.op.exec(signal, { vertex: v, progress: this.progress }, inputs);
+        await cache.save(signal, key, outs);
+        this.report(v, { started, completed: new Date() });
+        return outs;
+      } catch (err) {
+        const canceled = isAbortError(err) || signal.aborted;
+        this.report(v, { started, completed: new Date(), error: canceled ? "context canceled" : errMessage(err) });
+        if (canceled) throw new CanceledError(err);
+        throw new VertexError(v, err);
+      } finally {
+        release();
+      }
+    });
+    this.hold(results);
+    return results;
+  }
+
+  private fail(v: Vertex, err: unknown): never {
+    if (isAbortError(err) || this.signal.aborted) throw new CanceledError(err);
+    if (err instanceof VertexError) throw err;
+    const now = new Date();
+    this.report(v, { started: now, completed: now, error: errMessage(err) });
+    throw new VertexError(v, err);
+  }
+
+  private hold(rs: Result[]): void {
+    this.held.push(...rs);
+  }
+
+  private report(v: Vertex, st: Partial<VertexStatus>): void {
+    const prev = this.reported.get(v.digest);
+    const next: VertexStatus = { ...prev, digest: v.digest, name: v.name, inputs: v.inputs.map((i) => i.vertex.digest), ...st };
+    this.reported.set(v.digest, next);
+    this.progress.write({ vertexes: [next] });
+  }
+
+  async release(): Promise<void> {
+    await Promise.allSettled(this.held.map((r) => r.release()));
+    this.held.length = 0;
+  }
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,101 @@
+// The solver's boundary: vertices, ops, cache maps, results and progress. Knows no LLB op.
+import type { Digest } from "../util/index.js";
+
+/** A build result held by the solver: a reference-counted handle to something the worker made. */
+export interface Result {
+  readonly id: string;
+  /** Another handle to the same result; each handle is released once. */
+  clone(): Result;
+  release(): Promise<void>;
+}
+
+export interface CacheMapDep {
+  /** Narrows what of the input matters (e.g. a copy's source path). */
+  selector?: string;
+  /**
+   * When present the input contributes the digest of its content (e.g. a checksum of the copied
+   * paths) instead of its cache key, so equal content hits the cache whatever produced it.
+   */
+  computeDigest?: (signal: AbortSignal, input: Result) => Promise<Digest>;
+}
+
+export interface CacheMap {
+  digest: Digest;
+  deps: CacheMapDep[];
+}
+
+export interface OpContext {
+  readonly vertex: Vertex;
+  readonly progress: ProgressWriter;
+}
+
+export interface Op {
+  /** How this op is keyed; may do work (resolve an image, hash a directory) but must not produce results. */
+  cacheMap(signal: AbortSignal, ctx: OpContext): Promise<CacheMap>;
+  /** Produces the op's outputs from its inputs' results. */
+  exec(signal: AbortSignal, ctx: OpContext, inputs: Result[]): Promise<Result[]>;
+  /** How many outputs the op has. */
+  readonly outputs: number;
+}
+
+export interface VertexInput {
+  vertex: Vertex;
+  index: number;
+}
+
+export interface Vertex {
+  readonly digest: Digest;
+  readonly name: string;
+  readonly inputs: VertexInput[];
+  readonly ignoreCache: boolean;
+  readonly op: Op;
+  /** Free-form data the frontend attached (source locations for error display, progress groups). */
+  readonly meta?: Record<string, unknown>;
+}
+
+/** Where results live between builds, by cache key and output index. */
+export interface CacheStore {
+  load(signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined>;
+  save(signal: AbortSignal, key: Digest, results: Result[]): Promise<void>;
+}
+
+// Progress, in BuildKit's StatusResponse shape.
+export interface VertexStatus {
+  digest: Digest;
+  name: string;
+  inputs: Digest[];
+  started?: Date;
+  completed?: Date;
+  cached?: boolean;
+  error?: string;
+}
+
+export interface StatusUpdate {
+  id: string;
+  vertex: Digest;
+  name?: string;
+  current: number;
+  total?: number;
+  started?: Date;
+  completed?: Date;
+}
+
+export interface LogChunk {
+  vertex: Digest;
+  stream: 1 | 2;
+  data: Uint8Array;
+  timestamp: Date;
+}
+
+export interface ProgressEvent {
+  vertexes?: VertexStatus[];
+  statuses?: StatusUpdate[];
+  logs?: LogChunk[];
+  warnings?: { vertex: Digest; level: number; short: string; detail?: string[] }[];
+}
+
+export interface ProgressWriter {
+  write(ev: ProgressEvent): void;
+}
+
+export const discardProgress: ProgressWriter = { write() {} };
