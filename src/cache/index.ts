@@ -1,3 +1,4 @@
 export * from "./db.js";
 export * from "./refs.js";
 export * from "./store.js";
+export * from "./contenthash.js";

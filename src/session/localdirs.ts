@@ -84,8 +84,9 @@ async function walk(
       path: p,
       type: isDir ? "dir" : st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : "other",
       mode: st.mode,
-      uid: st.uid,
-      gid: st.gid,
+      // Clients send their files as root-owned, as buildctl's file sync does.
+      uid: 0,
+      gid: 0,
       size: st.size,
       mtimeMs: Math.trunc(st.mtimeMs),
     };

@@ -1,0 +1,64 @@
+// buildkitd.toml, read with BuildKit's key names; kiln and kilnd share it.
+import { readFile } from "node:fs/promises";
+import { parse } from "smol-toml";
+import os from "node:os";
+import { KilnError } from "../util/index.js";
+import type { RegistryHostConfig } from "../remotes/types.js";
+
+export interface KilnConfig {
+  root: string;
+  debug: boolean;
+  maxParallelism: number;
+  registries: Record<string, RegistryHostConfig>;
+  grpc: { address: string[]; gid?: number; tls?: { cert?: string; key?: string; ca?: string } };
+}
+
+export const defaultRoot = "/var/lib/kiln";
+
+function asRecord(v: unknown): Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function strings(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (Array.isArray(v)) return v.map(String);
+  return [String(v)];
+}
+
+export async function loadConfig(file: string | undefined): Promise<KilnConfig> {
+  const cfg: KilnConfig = { root: defaultRoot, debug: false, maxParallelism: os.availableParallelism(), registries: {}, grpc: { address: [] } };
+  if (!file) return cfg;
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new KilnError("KILN_CONFIG", `failed to read config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new KilnError("KILN_CONFIG", `failed to parse config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof doc.root === "string") cfg.root = doc.root;
+  if (typeof doc.debug === "boolean") cfg.debug = doc.debug;
+  const grpc = asRecord(doc.grpc);
+  cfg.grpc.address = strings(grpc.address) ?? [];
+  if (typeof grpc.gid === "number") cfg.grpc.gid = grpc.gid;
+  const tls = asRecord(grpc.tls);
+  cfg.grpc.tls = { cert: tls.cert as string | undefined, key: tls.key as string | undefined, ca: tls.ca as string | undefined };
+  const oci = asRecord(asRecord(doc.worker).oci);
+  if (typeof oci["max-parallelism"] === "number") cfg.maxParallelism = oci["max-parallelism"];
+  for (const [host, raw] of Object.entries(asRecord(doc.registry))) {
+    const r = asRecord(raw);
+    const hc: RegistryHostConfig = {};
+    const mirrors = strings(r.mirrors);
+    if (mirrors) hc.mirrors = mirrors;
+    if (typeof r.http === "boolean") hc.http = r.http;
+    if (typeof r.insecure === "boolean") hc.insecure = r.insecure;
+    const ca = strings(r.ca);
+    if (ca) hc.ca = ca;
+    cfg.registries[host] = hc;
+  }
+  return cfg;
+}

@@ -1,0 +1,63 @@
+// The built-in `dockerfile.v0` frontend: reads the Dockerfile and ignore file through the bridge
+// (as local sources, exactly as BuildKit's frontend does), converts it to LLB, returns the image config.
+import { State, local } from "../llb/index.js";
+import { KilnError, parsePlatform } from "../util/index.js";
+import { convertDockerfile } from "./dockerfile/convert/index.js";
+import type { Frontend, FrontendBridge, FrontendOptions, FrontendResult } from "./types.js";
+
+const localNameDockerfile = "dockerfile";
+const localNameContext = "context";
+
+async function readLocalFile(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, file: string): Promise<Uint8Array | undefined> {
+  const st = local(name, { includePatterns: [file], sessionId, sharedKeyHint: name, customName: `[internal] load ${name === localNameDockerfile ? "build definition" : file} from ${file}` });
+  const def = await st.marshal();
+  const ref = await bridge.solve(signal, def.toBinary());
+  return bridge.readFile(signal, ref, file);
+}
+
+export class DockerfileFrontend implements Frontend {
+  async solve(signal: AbortSignal, bridge: FrontendBridge, opts: FrontendOptions): Promise<FrontendResult> {
+    const attrs = opts.attrs;
+    const filename = attrs.filename || "Dockerfile";
+    const data = await readLocalFile(signal, bridge, localNameDockerfile, opts.sessionId, filename);
+    if (!data) throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${filename}: no such file or directory`);
+    const ignoreData =
+      (await readLocalFile(signal, bridge, localNameDockerfile, opts.sessionId, `${filename}.dockerignore`)) ??
+      (await readLocalFile(signal, bridge, localNameContext, opts.sessionId, ".dockerignore"));
+    const excludes = ignoreData ? parseIgnore(Buffer.from(ignoreData).toString("utf8")) : [];
+    const buildArgs: Record<string, string> = {};
+    for (const [k, v] of Object.entries(attrs)) if (k.startsWith("build-arg:")) buildArgs[k.slice("build-arg:".length)] = v;
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(attrs)) if (k.startsWith("label:")) labels[k.slice("label:".length)] = v;
+    const targetPlatforms = (attrs.platform ?? "").split(",").map((s) => s.trim()).filter(Boolean).map(parsePlatform);
+    if (targetPlatforms.length > 1) throw new KilnError("KILN_UNSUPPORTED", "multi-platform builds are not supported yet");
+    const res = await convertDockerfile(signal, {
+      dockerfile: Buffer.from(data).toString("utf8"),
+      filename,
+      target: attrs.target || undefined,
+      buildArgs,
+      labels,
+      buildPlatform: opts.buildPlatform,
+      targetPlatform: targetPlatforms[0] ?? opts.buildPlatform,
+      contextName: localNameContext,
+      sessionId: opts.sessionId,
+      excludePatterns: excludes,
+      noCache: attrs["no-cache"] !== undefined,
+      resolveImageConfig: (ref, platform) => bridge.resolveImageConfig(signal, ref, { platform }),
+    });
+    const def = await res.state.marshal({ platform: targetPlatforms[0] ?? opts.buildPlatform, source: res.source });
+    return { definition: def.toBinary(), metadata: { "containerimage.config": Buffer.from(JSON.stringify(res.image)) } };
+  }
+}
+
+function parseIgnore(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    if (line.startsWith("#")) continue;
+    const t = line.trim();
+    if (t !== "") out.push(t);
+  }
+  return out;
+}
+
+export type { State };

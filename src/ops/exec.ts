@@ -1,0 +1,198 @@
+// ExecOp: runs a process in a container whose mounts are snapshots of the op's inputs; writable
+// mounts with an output become new immutable refs.
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { Writable } from "node:stream";
+import type { ExecOp, Mount } from "../api/index.js";
+import { MountType, NetMode, CacheSharingOpt } from "../api/index.js";
+import type { CacheManager, ImmutableRef, MutableRef } from "../cache/index.js";
+import type { ContainerMount, Executor, NetworkMode } from "../executor/types.js";
+import { ExitError } from "../executor/types.js";
+import type { ActiveMount } from "../snapshot/types.js";
+import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
+import { KilnError, digestOf, sha256Hex, type Digest } from "../util/index.js";
+import { CacheMountLocks } from "./cachemounts.js";
+
+export interface ExecOpDeps {
+  mgr: CacheManager;
+  executor: Executor;
+  /** Directory that holds persistent `type=cache` mounts. */
+  cacheMountRoot: string;
+  cacheLocks: CacheMountLocks;
+}
+
+let containerSeq = 0;
+
+export class ExecOpRunner implements Op {
+  readonly outputs: number;
+
+  constructor(
+    private readonly deps: ExecOpDeps,
+    private readonly opDigest: Digest,
+    private readonly execOp: ExecOp,
+  ) {
+    let max = -1;
+    for (const m of execOp.mounts) max = Math.max(max, Number(m.output));
+    this.outputs = max + 1;
+  }
+
+  async cacheMap(): Promise<CacheMap> {
+    // Proxy variables never change the result's identity.
+    return { digest: digestOf(`exec:${this.opDigest}`), deps: [] };
+  }
+
+  async exec(signal: AbortSignal, ctx: OpContext, inputs: Result[]): Promise<Result[]> {
+    const meta = this.execOp.meta;
+    if (!meta) throw new KilnError("KILN_LLB", "exec op without meta");
+    const refOf = (i: bigint): ImmutableRef | undefined => (i < 0n ? undefined : (inputs[Number(i)] as ImmutableRef | undefined));
+    const mutables: { output: number; ref: MutableRef }[] = [];
+    const active: ActiveMount[] = [];
+    const releases: (() => void)[] = [];
+    const tail = new TailBuffer(20);
+    try {
+      const sorted = [...this.execOp.mounts].sort((a, b) => (a.dest === "/" ? -1 : b.dest === "/" ? 1 : 0));
+      const root = sorted.find((m) => m.dest === "/");
+      if (!root) throw new KilnError("KILN_LLB", "exec op has no root mount");
+      let rootfs;
+      const rootRef = refOf(root.input);
+      if (Number(root.output) >= 0 && !root.readonly) {
+        const m = await this.deps.mgr.newMutable(rootRef, `${meta.args.join(" ")}`);
+        mutables.push({ output: Number(root.output), ref: m });
+        rootfs = await m.mounts();
+      } else if (rootRef) {
+        rootfs = await rootRef.mounts(true);
+      } else {
+        const m = await this.deps.mgr.newMutable(undefined, "scratch rootfs");
+        mutables.push({ output: -1, ref: m });
+        rootfs = await m.mounts();
+      }
+      const mounts: ContainerMount[] = [];
+      for (const m of sorted) {
+        if (m === root) continue;
+        mounts.push(await this.containerMount(signal, m, refOf(m.input), mutables, active, releases));
+      }
+      const stdout = new LogStream(ctx, 1, tail);
+      const stderr = new LogStream(ctx, 2, tail);
+      const net: NetworkMode = this.execOp.network === NetMode.NONE ? "none" : this.execOp.network === NetMode.HOST ? "host" : "sandbox";
+      try {
+        await this.deps.executor.run(signal, {
+          id: `kiln-${process.pid}-${Date.now().toString(36)}-${++containerSeq}`,
+          rootfs,
+          rootfsReadonly: root.readonly,
+          mounts,
+          process: { args: meta.args, env: meta.env, cwd: meta.cwd || "/", user: meta.user },
+          hostname: meta.hostname || undefined,
+          network: net,
+          extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
+          stdout,
+          stderr,
+        });
+      } catch (err) {
+        if (err instanceof ExitError) {
+          const lines = tail.lines();
+          throw new KilnError("KILN_EXEC", `process "${meta.args.join(" ")}" did not complete successfully: exit code: ${err.exitCode}`, {
+            cause: err,
+            hint: lines.length > 0 ? lines.join("\n") : undefined,
+          });
+        }
+        throw err;
+      }
+      for (const a of active.reverse()) await a[Symbol.asyncDispose]();
+      active.length = 0;
+      const outs: Result[] = new Array(this.outputs);
+      for (const { output, ref } of mutables) {
+        if (output < 0) await ref.discard();
+        else outs[output] = await ref.commit();
+      }
+      mutables.length = 0;
+      return outs;
+    } finally {
+      for (const a of active.reverse()) await Promise.resolve(a[Symbol.asyncDispose]()).catch(() => {});
+      for (const { ref } of mutables) await ref.discard().catch(() => {});
+      for (const r of releases) r();
+    }
+  }
+
+  private async containerMount(
+    signal: AbortSignal,
+    m: Mount,
+    ref: ImmutableRef | undefined,
+    mutables: { output: number; ref: MutableRef }[],
+    active: ActiveMount[],
+    releases: (() => void)[],
+  ): Promise<ContainerMount> {
+    switch (m.mountType) {
+      case MountType.TMPFS: {
+        const size = m.TmpfsOpt?.size ?? 0n;
+        const options = ["nosuid", "nodev"];
+        if (size > 0n) options.push(`size=${size}`);
+        return { destination: m.dest, mount: { type: "tmpfs", source: "tmpfs", options } };
+      }
+      case MountType.CACHE: {
+        const id = m.cacheOpt?.ID || m.dest;
+        const dir = path.join(this.deps.cacheMountRoot, sha256Hex(id).slice(0, 32));
+        await mkdir(dir, { recursive: true });
+        if (m.cacheOpt?.sharing === CacheSharingOpt.LOCKED) releases.push(await this.deps.cacheLocks.lock(signal, id));
+        return { destination: m.dest, mount: { type: "bind", source: dir, options: ["rbind"] }, readonly: m.readonly };
+      }
+      case MountType.BIND: {
+        let mountRoot: string;
+        if (Number(m.output) >= 0 && !m.readonly) {
+          const mut = await this.deps.mgr.newMutable(ref, `mount ${m.dest}`);
+          mutables.push({ output: Number(m.output), ref: mut });
+          const am = await mut.mount(signal);
+          active.push(am);
+          mountRoot = am.path;
+        } else if (ref) {
+          const am = await ref.mount(signal);
+          active.push(am);
+          mountRoot = am.path;
+        } else {
+          const mut = await this.deps.mgr.newMutable(undefined, `scratch mount ${m.dest}`);
+          mutables.push({ output: Number(m.output) >= 0 ? Number(m.output) : -1, ref: mut });
+          const am = await mut.mount(signal);
+          active.push(am);
+          mountRoot = am.path;
+        }
+        const { secureJoin } = await import("../util/index.js");
+        const source = m.selector ? await secureJoin(mountRoot, m.selector) : mountRoot;
+        const options = ["rbind"];
+        if (m.readonly) options.push("ro");
+        return { destination: m.dest, mount: { type: "bind", source, options }, readonly: m.readonly };
+      }
+      default:
+        throw new KilnError("KILN_UNSUPPORTED", `mount type ${MountType[m.mountType] ?? m.mountType} is not supported yet`);
+    }
+  }
+}
+
+/** Keeps the last lines of a process's output for error messages. */
+class TailBuffer {
+  private buf: string[] = [];
+  private partial = "";
+  constructor(private readonly max: number) {}
+  push(s: string): void {
+    const parts = (this.partial + s).split("\n");
+    this.partial = parts.pop() ?? "";
+    this.buf.push(...parts);
+    if (this.buf.length > this.max) this.buf.splice(0, this.buf.length - this.max);
+  }
+  lines(): string[] {
+    return this.partial ? [...this.buf, this.partial].slice(-this.max) : this.buf;
+  }
+}
+
+class LogStream extends Writable {
+  constructor(
+    private readonly ctx: OpContext,
+    private readonly stream: 1 | 2,
+    private readonly tail: TailBuffer,
+  ) {
+    super();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.tail.push(chunk.toString("utf8"));
+    this.ctx.progress.write({ logs: [{ vertex: this.ctx.vertex.digest, stream: this.stream, data: chunk, timestamp: new Date() }] });
+    cb();
+  }
+}

@@ -1,0 +1,2 @@
+export * from "./image.js";
+export * from "./local.js";

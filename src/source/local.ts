@@ -1,0 +1,51 @@
+// local://NAME: a directory the client offers (the build context), copied into a snapshot.
+// Keyed on the selected files' metadata, so an unchanged context is not copied again; the copies
+// made from it are keyed on content (see the file op), so a `touch` still hits their cache.
+import type { CacheManager } from "../cache/index.js";
+import type { LocalDirs, LocalEntry, SyncOptions } from "../session/types.js";
+import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
+import { KilnError, digestOf } from "../util/index.js";
+
+export interface LocalSourceDeps {
+  mgr: CacheManager;
+  localDirs: LocalDirs;
+}
+
+export class LocalSourceOp implements Op {
+  readonly outputs = 1;
+  private entries: LocalEntry[] | undefined;
+
+  constructor(
+    private readonly deps: LocalSourceDeps,
+    private readonly name: string,
+    private readonly opts: SyncOptions,
+    private readonly sharedKey: string,
+  ) {}
+
+  private async list(signal: AbortSignal): Promise<LocalEntry[]> {
+    if (!this.entries) {
+      const entries = await this.deps.localDirs.list(signal, this.name, this.opts);
+      if (!entries) throw new KilnError("KILN_LOCAL_NOT_FOUND", `no local directory named ${JSON.stringify(this.name)} was provided to the build`);
+      this.entries = entries;
+    }
+    return this.entries;
+  }
+
+  async cacheMap(signal: AbortSignal): Promise<CacheMap> {
+    const entries = await this.list(signal);
+    const meta = entries.map((e) => `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size}\0${e.mtimeMs}\0${e.linkname ?? ""}`).join("\n");
+    return { digest: digestOf(`local:${this.sharedKey}:${this.name}\n${meta}`), deps: [] };
+  }
+
+  async exec(signal: AbortSignal, _ctx: OpContext): Promise<Result[]> {
+    const entries = await this.list(signal);
+    const mut = await this.deps.mgr.newMutable(undefined, `local source for ${this.name}`);
+    try {
+      await this.deps.localDirs.copyTo(signal, this.name, entries, mut.upperDir());
+    } catch (err) {
+      await mut.discard();
+      throw err;
+    }
+    return [await mut.commit()];
+  }
+}

@@ -1,0 +1,121 @@
+// The base worker: composes snapshots, content, refs, the executor and sources for one platform,
+// and turns loaded LLB into solver vertices.
+import path from "node:path";
+import type { LoadedDefinition, LoadedOp } from "../llb/index.js";
+import { RefCacheStore, type CacheManager } from "../cache/index.js";
+import type { ContentStore } from "../content/types.js";
+import type { Executor } from "../executor/types.js";
+import type { Snapshotter } from "../snapshot/types.js";
+import type { Session } from "../session/types.js";
+import type { Op, Vertex } from "../solver/types.js";
+import { ExecOpRunner, FileOpRunner, CacheMountLocks } from "../ops/index.js";
+import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
+import { KilnError, hostPlatform, type Digest, type Platform } from "../util/index.js";
+
+export interface WorkerOptions {
+  root: string;
+  snapshotter: Snapshotter;
+  content: ContentStore;
+  mgr: CacheManager;
+  executor: Executor;
+  images: ImagePuller;
+  platform?: Platform;
+}
+
+export class Worker {
+  readonly platform: Platform;
+  readonly store: RefCacheStore;
+  private readonly cacheLocks = new CacheMountLocks();
+
+  constructor(readonly opts: WorkerOptions) {
+    this.platform = opts.platform ?? hostPlatform();
+    this.store = new RefCacheStore(opts.mgr);
+  }
+
+  get mgr(): CacheManager {
+    return this.opts.mgr;
+  }
+
+  get content(): ContentStore {
+    return this.opts.content;
+  }
+
+  get images(): ImagePuller {
+    return this.opts.images;
+  }
+
+  /** Builds the vertex graph of a definition; returns its root, or undefined for an empty result. */
+  load(def: LoadedDefinition, session: Session): { vertex: Vertex; index: number } | undefined {
+    if (!def.root) return undefined;
+    const built = new Map<string, Vertex>();
+    const build = (digest: string): Vertex => {
+      const existing = built.get(digest);
+      if (existing) return existing;
+      const lop = def.ops.get(digest);
+      if (!lop) throw new KilnError("KILN_LLB", `invalid definition: missing op ${digest}`);
+      const inputs = lop.inputs.map((i) => ({ vertex: build(i.digest), index: i.index }));
+      const v: Vertex = {
+        digest: digest as Digest,
+        name: vertexName(lop),
+        inputs,
+        ignoreCache: lop.metadata?.ignoreCache ?? false,
+        op: this.resolveOp(lop, session),
+      };
+      built.set(digest, v);
+      return v;
+    };
+    return { vertex: build(def.root.digest), index: def.root.index };
+  }
+
+  private resolveOp(lop: LoadedOp, session: Session): Op {
+    const op = lop.op.op;
+    const digest = lop.digest as Digest;
+    switch (op.case) {
+      case "source": {
+        const id = op.value.identifier;
+        const attrs = op.value.attrs;
+        if (id.startsWith("docker-image://")) {
+          const p = lop.op.platform;
+          const platform: Platform = p ? { os: p.OS, architecture: p.Architecture, variant: p.Variant || undefined } : this.platform;
+          return new ImageSourceOp({ mgr: this.opts.mgr, images: this.opts.images }, id.slice("docker-image://".length), platform, session);
+        }
+        if (id.startsWith("local://")) {
+          const parseList = (k: string): string[] | undefined => (attrs[k] ? (JSON.parse(attrs[k]) as string[]) : undefined);
+          return new LocalSourceOp(
+            { mgr: this.opts.mgr, localDirs: session.localDirs },
+            id.slice("local://".length),
+            { includePatterns: parseList("local.includepattern"), excludePatterns: parseList("local.excludepatterns"), followPaths: parseList("local.followpaths") },
+            attrs["local.sharedkeyhint"] ?? "",
+          );
+        }
+        throw new KilnError("KILN_UNSUPPORTED", `source ${id} is not supported yet`);
+      }
+      case "exec":
+        return new ExecOpRunner(
+          { mgr: this.opts.mgr, executor: this.opts.executor, cacheMountRoot: path.join(this.opts.root, "cachemounts"), cacheLocks: this.cacheLocks },
+          digest,
+          op.value,
+        );
+      case "file":
+        return new FileOpRunner({ mgr: this.opts.mgr }, digest, op.value, lop.inputs.length);
+      default:
+        throw new KilnError("KILN_UNSUPPORTED", `LLB op ${String(op.case)} is not supported yet`);
+    }
+  }
+}
+
+function vertexName(lop: LoadedOp): string {
+  const custom = lop.metadata?.description?.["llb.customname"];
+  if (custom) return custom;
+  const op = lop.op.op;
+  switch (op.case) {
+    case "source":
+      return op.value.identifier;
+    case "exec":
+      return op.value.meta?.args.join(" ") ?? "exec";
+    case "file":
+      return op.value.actions.map((a) => a.action.case ?? "").join(", ");
+    default:
+      return String(op.case);
+  }
+}
