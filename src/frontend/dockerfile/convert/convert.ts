@@ -391,7 +391,7 @@ function dispatch(st: StageState, cmd: Command, c: Constraints, ctx: DispatchCtx
   }
 }
 
-function dispatchRun(st: StageState, cmd: RunCommand, c: Constraints, ctx: DispatchCtx): void {
+function dispatchRun(st: StageState, cmd: RunCommand, c: Constraints, _ctx: DispatchCtx): void {
   const cfg = st.image.config;
   if (cmd.files.length > 0) throw new KilnError("KILN_UNSUPPORTED", "RUN with heredocs is not supported yet");
   const args = cmd.prependShell ? [...(cfg.Shell ?? defaultShell), cmd.cmdLine.join(" ")] : cmd.cmdLine;

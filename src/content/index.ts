@@ -1,0 +1,4 @@
+// The content store: verified, content-addressed blobs on disk.
+export * from "./types.js";
+export * from "./store.js";
+export { SharedFlight } from "./sharedflight.js";

@@ -1,0 +1,89 @@
+// Drives the real CLI (bin/kiln) against a fixture registry that serves busybox as docker.io's
+// mirror, the way a user behind a mirror would configure it.
+import { spawn } from "node:child_process";
+import { mkdtemp, mkdir, writeFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { startRegistry, pushBusybox, writeKilnConfig } from "../fixtures/registry.js";
+
+export const repoRoot = path.resolve(import.meta.dirname, "../..");
+const kilnBin = path.join(repoRoot, "bin", "kiln");
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export interface KilnEnv {
+  root: string;
+  config: string;
+  registryHost: string;
+  tmp: string;
+  run(args: string[], opts?: { cwd?: string; env?: Record<string, string>; onSpawn?: (pid: number) => void }): Promise<RunResult>;
+  /** Writes files into a fresh directory and returns its path. */
+  context(files: Record<string, string>): Promise<string>;
+  close(): Promise<void>;
+}
+
+let shared: Promise<{ host: string; stop(): Promise<void> }> | undefined;
+
+async function registry() {
+  shared ??= (async () => {
+    const reg = await startRegistry();
+    await pushBusybox(reg.host);
+    return reg;
+  })();
+  return shared;
+}
+
+export async function stopSharedRegistry(): Promise<void> {
+  if (shared) await (await shared).stop();
+  shared = undefined;
+}
+
+export async function kilnEnv(): Promise<KilnEnv> {
+  const reg = await registry();
+  const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-e2e-"));
+  const root = path.join(tmp, "root");
+  const config = await writeKilnConfig(tmp, reg.host);
+  let n = 0;
+  return {
+    root,
+    config,
+    registryHost: reg.host,
+    tmp,
+    run(args, opts = {}) {
+      return new Promise((resolve, reject) => {
+        const t0 = Date.now();
+        const child = spawn(process.execPath, [kilnBin, "--root", root, "--config", config, ...args], {
+          cwd: opts.cwd ?? tmp,
+          env: { ...process.env, BUILDKIT_PROGRESS: "plain", ...opts.env },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        if (opts.onSpawn && child.pid) opts.onSpawn(child.pid);
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.on("error", reject);
+        child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 }));
+      });
+    },
+    async context(files) {
+      const dir = path.join(tmp, `ctx-${++n}`);
+      for (const [name, content] of Object.entries(files)) {
+        const p = path.join(dir, name);
+        await mkdir(path.dirname(p), { recursive: true });
+        await writeFile(p, content);
+      }
+      await mkdir(dir, { recursive: true });
+      return dir;
+    },
+    async close() {
+      await rm(tmp, { recursive: true, force: true });
+    },
+  };
+}
