@@ -8,22 +8,25 @@ import type { Frontend, FrontendBridge, FrontendOptions, FrontendResult } from "
 const localNameDockerfile = "dockerfile";
 const localNameContext = "context";
 
-async function readLocalFile(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, file: string): Promise<Uint8Array | undefined> {
-  const st = local(name, { includePatterns: [file], sessionId, sharedKeyHint: name, customName: `[internal] load ${name === localNameDockerfile ? "build definition" : file} from ${file}` });
+async function readLocalFiles(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, files: string[], customName: string): Promise<(Uint8Array | undefined)[]> {
+  const st = local(name, { includePatterns: files, sessionId, sharedKeyHint: name, customName });
   const def = await st.marshal();
   const ref = await bridge.solve(signal, def.toBinary());
-  return bridge.readFile(signal, ref, file);
+  return Promise.all(files.map((f) => bridge.readFile(signal, ref, f)));
 }
 
 export class DockerfileFrontend implements Frontend {
   async solve(signal: AbortSignal, bridge: FrontendBridge, opts: FrontendOptions): Promise<FrontendResult> {
     const attrs = opts.attrs;
     const filename = attrs.filename || "Dockerfile";
-    const data = await readLocalFile(signal, bridge, localNameDockerfile, opts.sessionId, filename);
+    // The Dockerfile and its own ignore file come in one transfer; the context's .dockerignore in
+    // parallel, used only when there is no Dockerfile-specific one.
+    const [[data, ownIgnore], [contextIgnore]] = await Promise.all([
+      readLocalFiles(signal, bridge, localNameDockerfile, opts.sessionId, [filename, `${filename}.dockerignore`], `[internal] load build definition from ${filename}`),
+      readLocalFiles(signal, bridge, localNameContext, opts.sessionId, [".dockerignore"], "[internal] load .dockerignore"),
+    ]);
     if (!data) throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${filename}: no such file or directory`);
-    const ignoreData =
-      (await readLocalFile(signal, bridge, localNameDockerfile, opts.sessionId, `${filename}.dockerignore`)) ??
-      (await readLocalFile(signal, bridge, localNameContext, opts.sessionId, ".dockerignore"));
+    const ignoreData = ownIgnore ?? contextIgnore;
     const excludes = ignoreData ? parseIgnore(Buffer.from(ignoreData).toString("utf8")) : [];
     const buildArgs: Record<string, string> = {};
     for (const [k, v] of Object.entries(attrs)) if (k.startsWith("build-arg:")) buildArgs[k.slice("build-arg:".length)] = v;

@@ -40,6 +40,7 @@ export class Solver {
       const outs = await job.results(root);
       const r = outs[index];
       if (!r) throw new Error(`vertex ${root.name} has no output ${index}`);
+      job.reportSkipped(root);
       return r.clone();
     } finally {
       await job.release();
@@ -124,7 +125,25 @@ class Job {
     return p;
   }
 
+  private readonly keyed = new Map<Digest, Vertex>();
+
+  /** A hit shows as cached, and so do the inputs it made unnecessary, inputs first, as in BuildKit. */
+  reportSkipped(root: Vertex): void {
+    const seen = new Set<Digest>();
+    const visit = (v: Vertex): void => {
+      if (seen.has(v.digest)) return;
+      seen.add(v.digest);
+      for (const i of v.inputs) visit(i.vertex);
+      if (this.keyed.has(v.digest) && !this.reported.has(v.digest)) {
+        const now = new Date();
+        this.report(v, { started: now, completed: now, cached: true });
+      }
+    };
+    visit(root);
+  }
+
   private async computeKey(v: Vertex): Promise<Digest> {
+    this.keyed.set(v.digest, v);
     const ctx = { vertex: v, progress: this.progress };
     let cm;
     try {
@@ -158,8 +177,7 @@ class Job {
       const hit = await cache.load(this.signal, key, v.op.outputs);
       if (hit) {
         this.hold(hit);
-        const now = new Date();
-        this.report(v, { started: now, completed: now, cached: true });
+        this.reportSkipped(v);
         return hit;
       }
     }

@@ -10,7 +10,9 @@ import type { Session } from "../session/types.js";
 import type { Op, Vertex } from "../solver/types.js";
 import { ExecOpRunner, FileOpRunner, CacheMountLocks } from "../ops/index.js";
 import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
-import { KilnError, hostPlatform, type Digest, type Platform } from "../util/index.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { pb } from "../api/index.js";
+import { KilnError, digestOf, hostPlatform, type Digest, type Platform } from "../util/index.js";
 
 export interface WorkerOptions {
   root: string;
@@ -69,7 +71,9 @@ export class Worker {
 
   private resolveOp(lop: LoadedOp, session: Session): Op {
     const op = lop.op.op;
-    const digest = lop.digest as Digest;
+    // Cache keys name inputs by their own keys, so an op's part of the key must not carry its
+    // inputs' LLB digests (a local source's session id would otherwise change every key below it).
+    const digest = digestOf(toBinary(pb.OpSchema, create(pb.OpSchema, { ...lop.op, inputs: [] })));
     switch (op.case) {
       case "source": {
         const id = op.value.identifier;
