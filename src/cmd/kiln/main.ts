@@ -1,43 +1,7 @@
 // kiln: buildctl's commands and flags plus `kiln build PATH`, running the engine in-process.
-import { Command, Option } from "commander";
-import path from "node:path";
-import { randomBytes } from "node:crypto";
-import { writeFile, access } from "node:fs/promises";
-import { loadConfig } from "../config.js";
-import { localOutputs, parseOutputSpec } from "../outputs.js";
-import { PlainPrinter, TtyPrinter } from "./progress.js";
-import { printError } from "./errors.js";
-import { Controller, type SolveRequest } from "../../control/index.js";
-import { openWorker } from "../../worker/index.js";
-import { DiskLocalDirs, type Session } from "../../session/index.js";
-import { DockerConfigCredentials } from "../../remotes/index.js";
-import { DockerfileFrontend } from "../../frontend/index.js";
-import { CanceledError, KilnError } from "../../util/index.js";
-import type { ProgressWriter } from "../../solver/index.js";
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-interface BuildFlags {
-  file?: string;
-  tag: string[];
-  buildArg: string[];
-  target?: string;
-  output: string[];
-  platform?: string;
-  noCache?: boolean;
-  progress: string;
-  frontend?: string;
-  local: string[];
-  opt: string[];
-  metadataFile?: string;
-  push?: boolean;
-}
-
-interface GlobalFlags {
-  root?: string;
-  config?: string;
-  debug?: boolean;
-}
+// Each command lives in its own module and registers itself here.
+import { Command } from "commander";
+import { registerBuild } from "./build.js";
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("kiln")
@@ -47,108 +11,10 @@ export async function main(argv: string[]): Promise<number> {
     .option("--debug", "print error causes and stacks")
     .showHelpAfterError();
   let exitCode = 0;
-  program
-    .command("build")
-    .description("build a Dockerfile (kiln build PATH) or buildctl-style (--frontend dockerfile.v0 --local ...)")
-    .argument("[path]", "build context directory")
-    .option("-f, --file <file>", "Dockerfile path (default PATH/Dockerfile)")
-    .option("-t, --tag <name>", "image name (repeatable)", collect, [])
-    .option("--build-arg <k=v>", "build-time variable (repeatable)", collect, [])
-    .option("--target <stage>", "stage to build")
-    .option("-o, --output <spec>", "output: type=oci,dest=FILE | type=local,dest=DIR | DIR (repeatable)", collect, [])
-    .option("--platform <list>", "target platform(s)")
-    .option("--no-cache", "do not use the build cache")
-    .option("--push", "push the image (with -t)")
-    .addOption(new Option("--progress <mode>", "progress output").choices(["auto", "plain", "tty", "rawjson"]).default(process.env.BUILDKIT_PROGRESS ?? "auto"))
-    .option("--frontend <name>", "frontend (buildctl form), e.g. dockerfile.v0")
-    .option("--local <name=dir>", "local directory for the frontend (repeatable)", collect, [])
-    .option("--opt <k=v>", "frontend option (repeatable)", collect, [])
-    .option("--metadata-file <file>", "write the build result's metadata as JSON")
-    .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
-      exitCode = await build(program.opts<GlobalFlags>(), ctxPath, flags);
-    });
+  const setExit = (code: number) => {
+    exitCode = code;
+  };
+  registerBuild(program, setExit);
   await program.parseAsync(argv, { from: "user" });
   return exitCode;
-}
-
-function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: SolveRequest; dirs: Record<string, string> } {
-  const dirs: Record<string, string> = {};
-  const attrs: Record<string, string> = {};
-  let frontend = flags.frontend;
-  if (frontend) {
-    for (const l of flags.local) {
-      const i = l.indexOf("=");
-      if (i < 0) throw new KilnError("KILN_FLAGS", `invalid --local ${JSON.stringify(l)}: expected NAME=DIR`);
-      dirs[l.slice(0, i)] = path.resolve(l.slice(i + 1));
-    }
-  } else {
-    frontend = "dockerfile.v0";
-    const context = path.resolve(ctxPath ?? ".");
-    dirs.context = context;
-    const file = flags.file ? path.resolve(flags.file) : path.join(context, "Dockerfile");
-    dirs.dockerfile = path.dirname(file);
-    attrs.filename = path.basename(file);
-  }
-  for (const o of flags.opt) {
-    const i = o.indexOf("=");
-    attrs[i < 0 ? o : o.slice(0, i)] = i < 0 ? "" : o.slice(i + 1);
-  }
-  for (const a of flags.buildArg) {
-    const i = a.indexOf("=");
-    if (i < 0) {
-      const v = process.env[a];
-      if (v !== undefined) attrs[`build-arg:${a}`] = v;
-    } else attrs[`build-arg:${a.slice(0, i)}`] = a.slice(i + 1);
-  }
-  if (flags.target) attrs.target = flags.target;
-  if (flags.platform) attrs.platform = flags.platform;
-  if (flags.noCache === false) attrs["no-cache"] = "";
-  const req: SolveRequest = { frontend, frontendAttrs: attrs };
-  if (flags.output.length > 1) throw new KilnError("KILN_FLAGS", "only one --output is supported for now");
-  if (flags.output[0]) req.exporter = parseOutputSpec(flags.output[0]);
-  else if (flags.tag.length > 0 || flags.push) {
-    throw new KilnError("KILN_FLAGS", "-t/--push need the image exporter, which is not built yet; use -o type=oci,dest=FILE", { hint: "see issue: every output" });
-  }
-  return { req, dirs };
-}
-
-async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFlags): Promise<number> {
-  const ac = new AbortController();
-  let interrupted = false;
-  const onSignal = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    ac.abort(new CanceledError("interrupted"));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  let printer: ProgressWriter & { finish?(): void } = { write() {} };
-  try {
-    const cfg = await loadConfig(g.config);
-    const root = path.resolve(g.root ?? cfg.root);
-    const { req, dirs } = toRequest(ctxPath, flags);
-    if (req.frontend === "dockerfile.v0" && !flags.frontend) {
-      const df = path.join(dirs.dockerfile!, req.frontendAttrs!.filename!);
-      await access(df).catch(() => {
-        throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${df}: no such file or directory`);
-      });
-    }
-    const mode = flags.progress === "auto" ? (process.stderr.isTTY ? "tty" : "plain") : flags.progress;
-    printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : { write() {} };
-    await using opened = await openWorker({ root, registries: cfg.registries });
-    const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism });
-    const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials() };
-    const outputs = localOutputs(req.exporter?.attrs.dest);
-    if (req.exporter) delete req.exporter.attrs.dest;
-    const res = await controller.solve(ac.signal, req, session, outputs, printer);
-    printer.finish?.();
-    if (flags.metadataFile) await writeFile(flags.metadataFile, JSON.stringify(res, null, 2) + "\n");
-    return 0;
-  } catch (err) {
-    printer.finish?.();
-    return printError(err, g.debug ?? false, interrupted);
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
 }
