@@ -26,8 +26,22 @@ export interface LocalDirs {
    * in lexical order; undefined when the client offers no such directory.
    */
   list(signal: AbortSignal, name: string, opts: SyncOptions): Promise<LocalEntry[] | undefined>;
-  /** Copies the selected entries into `dest` (an empty directory), preserving metadata. */
-  copyTo(signal: AbortSignal, name: string, entries: LocalEntry[], dest: string): Promise<void>;
+  /**
+   * Copies the selected entries into `dest` (an empty directory), preserving metadata. Entries
+   * unchanged since `base` may be taken from it (hard links) instead of being transferred again.
+   */
+  copyTo(signal: AbortSignal, name: string, entries: LocalEntry[], dest: string, base?: LocalBase): Promise<void>;
+  /**
+   * Identifies the directory behind `name` across builds (e.g. its absolute path on the client),
+   * so a later build can start from the snapshot an earlier one made; undefined disables that.
+   */
+  sharedKey?(name: string): string | undefined;
+}
+
+/** An earlier snapshot of the same local directory, and the entries it was made from. */
+export interface LocalBase {
+  dir: string;
+  entries: ReadonlyMap<string, LocalEntry>;
 }
 
 export interface Session {

@@ -1,10 +1,13 @@
 // local://NAME: a directory the client offers (the build context), copied into a snapshot.
 // Keyed on the selected files' metadata, so an unchanged context is not copied again; the copies
 // made from it are keyed on content (see the file op), so a `touch` still hits their cache.
-import type { CacheManager } from "../cache/index.js";
-import type { LocalDirs, LocalEntry, SyncOptions } from "../session/types.js";
+import type { CacheManager, ImmutableRef } from "../cache/index.js";
+import type { LocalBase, LocalDirs, LocalEntry, SyncOptions } from "../session/types.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
 import { KilnError, digestOf } from "../util/index.js";
+
+const lastLocalBucket = "local.last";
+const lastLocalEntriesBucket = "local.entries";
 
 export interface LocalSourceDeps {
   mgr: CacheManager;
@@ -39,13 +42,38 @@ export class LocalSourceOp implements Op {
 
   async exec(signal: AbortSignal, _ctx: OpContext): Promise<Result[]> {
     const entries = await this.list(signal);
-    const mut = await this.deps.mgr.newMutable(undefined, `local source for ${this.name}`);
-    try {
-      await this.deps.localDirs.copyTo(signal, this.name, entries, mut.upperDir());
-    } catch (err) {
-      await mut.discard();
-      throw err;
+    const mgr = this.deps.mgr;
+    // The last snapshot made of this same directory: unchanged files are linked from it, so a
+    // one-file edit in a large context moves one file, as BuildKit's incremental file sync does.
+    const dirKey = this.deps.localDirs.sharedKey?.(this.name);
+    const lastKey = dirKey === undefined ? undefined : digestOf(`${this.sharedKey}\0${this.name}\0${dirKey}`);
+    let last: ImmutableRef | undefined;
+    let base: LocalBase | undefined;
+    if (lastKey) {
+      const id = mgr.db.getKV(lastLocalBucket, lastKey);
+      last = id ? mgr.tryGet(id) : undefined;
+      const prev = last ? mgr.db.getKV(lastLocalEntriesBucket, last.id) : undefined;
+      if (last && prev) {
+        const list = JSON.parse(prev) as LocalEntry[];
+        base = { dir: mgr.snapshotter.upperDir(last.id), entries: new Map(list.map((e) => [e.path, e])) };
+      }
     }
-    return [await mut.commit()];
+    try {
+      const mut = await mgr.newMutable(undefined, `local source for ${this.name}`);
+      try {
+        await this.deps.localDirs.copyTo(signal, this.name, entries, mut.upperDir(), base);
+      } catch (err) {
+        await mut.discard();
+        throw err;
+      }
+      const ref = await mut.commit();
+      if (lastKey) {
+        mgr.db.setKV(lastLocalEntriesBucket, ref.id, JSON.stringify(entries));
+        mgr.db.setKV(lastLocalBucket, lastKey, ref.id);
+      }
+      return [ref];
+    } finally {
+      await last?.release();
+    }
   }
 }

@@ -4,3 +4,4 @@ export * from "./safepath.js";
 export * from "./flight.js";
 export * from "./fs.js";
 export * from "./platform.js";
+export * from "./concurrency.js";
