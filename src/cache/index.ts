@@ -2,3 +2,4 @@ export * from "./db.js";
 export * from "./refs.js";
 export * from "./store.js";
 export * from "./contenthash.js";
+export * from "./keylock.js";

@@ -182,33 +182,51 @@ class Job {
       }
     }
     const results = await this.solver.runShared(key, this.signal, async (signal) => {
-      const inputs = await Promise.all(
-        v.inputs.map(async (input) => {
-          const outs = await this.results(input.vertex);
-          const r = outs[input.index];
-          if (!r) throw new Error(`vertex ${input.vertex.name} has no output ${input.index}`);
-          return r;
-        }),
-      );
-      const release = await this.solver.acquire(signal);
-      const started = new Date();
-      this.report(v, { started });
+      const unlock = await cache.lock?.(signal, key);
       try {
-        const outs = await v.op.exec(signal, { vertex: v, progress: this.progress }, inputs);
-        await cache.save(signal, key, outs);
-        this.report(v, { started, completed: new Date() });
-        return outs;
-      } catch (err) {
-        const canceled = isAbortError(err) || signal.aborted;
-        this.report(v, { started, completed: new Date(), error: canceled ? "context canceled" : errMessage(err) });
-        if (canceled) throw new CanceledError(err);
-        throw new VertexError(v, err);
+        // Another process sharing the store may have made this result while we waited.
+        if (unlock && !v.ignoreCache) {
+          const hit = await cache.load(signal, key, v.op.outputs);
+          if (hit) {
+            this.reportSkipped(v);
+            return hit;
+          }
+        }
+        return await this.execVertex(signal, v, key);
       } finally {
-        release();
+        await unlock?.();
       }
     });
     this.hold(results);
     return results;
+  }
+
+  private async execVertex(signal: AbortSignal, v: Vertex, key: Digest): Promise<Result[]> {
+    const cache = this.solver.cacheStore;
+    const inputs = await Promise.all(
+      v.inputs.map(async (input) => {
+        const outs = await this.results(input.vertex);
+        const r = outs[input.index];
+        if (!r) throw new Error(`vertex ${input.vertex.name} has no output ${input.index}`);
+        return r;
+      }),
+    );
+    const release = await this.solver.acquire(signal);
+    const started = new Date();
+    this.report(v, { started });
+    try {
+      const outs = await v.op.exec(signal, { vertex: v, progress: this.progress }, inputs);
+      await cache.save(signal, key, outs);
+      this.report(v, { started, completed: new Date() });
+      return outs;
+    } catch (err) {
+      const canceled = isAbortError(err) || signal.aborted;
+      this.report(v, { started, completed: new Date(), error: canceled ? "context canceled" : errMessage(err) });
+      if (canceled) throw new CanceledError(err);
+      throw new VertexError(v, err);
+    } finally {
+      release();
+    }
   }
 
   private fail(v: Vertex, err: unknown): never {

@@ -57,6 +57,11 @@ export interface Vertex {
 export interface CacheStore {
   load(signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined>;
   save(signal: AbortSignal, key: Digest, results: Result[]): Promise<void>;
+  /**
+   * Excludes other processes sharing this store from running the same key until released; the
+   * solver re-checks the cache once it holds the lock. Absent for stores private to one process.
+   */
+  lock?(signal: AbortSignal, key: Digest): Promise<() => Promise<void>>;
 }
 
 // Progress, in BuildKit's StatusResponse shape.

@@ -5,3 +5,4 @@ export * from "./flight.js";
 export * from "./fs.js";
 export * from "./platform.js";
 export * from "./concurrency.js";
+export * from "./proc.js";

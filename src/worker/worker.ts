@@ -2,12 +2,12 @@
 // and turns loaded LLB into solver vertices.
 import path from "node:path";
 import type { LoadedDefinition, LoadedOp } from "../llb/index.js";
-import { RefCacheStore, type CacheManager } from "../cache/index.js";
+import { KeyLocks, RefCacheStore, type CacheManager } from "../cache/index.js";
 import type { ContentStore } from "../content/types.js";
 import type { Executor } from "../executor/types.js";
 import type { Snapshotter } from "../snapshot/types.js";
 import type { Session } from "../session/types.js";
-import type { Op, Vertex } from "../solver/types.js";
+import type { CacheStore, Op, Vertex } from "../solver/types.js";
 import { ExecOpRunner, FileOpRunner, CacheMountLocks } from "../ops/index.js";
 import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -26,12 +26,19 @@ export interface WorkerOptions {
 
 export class Worker {
   readonly platform: Platform;
-  readonly store: RefCacheStore;
+  /** Results by cache key; locked per key across processes that share the root. */
+  readonly store: CacheStore;
   private readonly cacheLocks = new CacheMountLocks();
 
   constructor(readonly opts: WorkerOptions) {
     this.platform = opts.platform ?? hostPlatform();
-    this.store = new RefCacheStore(opts.mgr);
+    const refs = new RefCacheStore(opts.mgr);
+    const locks = new KeyLocks(path.join(opts.root, "locks"));
+    this.store = {
+      load: (signal, key, outputs) => refs.load(signal, key, outputs),
+      save: (signal, key, results) => refs.save(signal, key, results),
+      lock: (signal, key) => locks.lock(signal, key),
+    };
   }
 
   get mgr(): CacheManager {

@@ -24,7 +24,8 @@ interface BuildFlags {
   target?: string;
   output: string[];
   platform?: string;
-  noCache?: boolean;
+  /** commander turns `--no-cache` into `cache: false`. */
+  cache?: boolean;
   progress: string;
   frontend?: string;
   local: string[];
@@ -93,7 +94,7 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
   }
   if (flags.target) attrs.target = flags.target;
   if (flags.platform) attrs.platform = flags.platform;
-  if (flags.noCache === false) attrs["no-cache"] = "";
+  if (flags.cache === false) attrs["no-cache"] = "";
   const req: SolveRequest = { frontend, frontendAttrs: attrs };
   if (flags.output.length > 1) throw new KilnError("KILN_FLAGS", "only one --output is supported for now");
   if (flags.output[0]) req.exporter = parseOutputSpec(flags.output[0]);
