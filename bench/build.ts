@@ -1,64 +1,119 @@
-// Wall-time benchmark of whole builds through the CLI: cold (empty root), unchanged rebuild, and a
-// rebuild after one source file changes. Compares with BuildKit (buildctl against a running
-// buildkitd, BUILDKIT_HOST) when `buildctl` is on PATH.
-// Usage (root): node --import tsx bench/build.ts [--runs N] [--registry-port P]
-import { execFile, spawn } from "node:child_process";
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+// Wall time and peak memory of whole builds through the CLI, on kiln and, when they are on PATH,
+// on BuildKit (a buildkitd this script starts, driven by buildctl) — same machine, same run.
+// Workloads: a small Dockerfile cold and unchanged; four stages with a cache mount; a 5,000-file
+// context cold, unchanged and with one file changed; 128 MB of new layers exported to an OCI tarball.
+// Usage (root): node --import tsx bench/build.ts [--runs 5] [--only NAME] [--buildkit-bin DIR]
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, mkdir, rm, writeFile, readFile, access } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs, promisify } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
 
 const sh = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "..");
-const { values } = parseArgs({ options: { runs: { type: "string", default: "5" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, only: { type: "string" }, "buildkit-bin": { type: "string" } } });
 const runs = Number(values.runs);
+
+interface Scenario {
+  /** Label of this measurement, e.g. "cold". */
+  name: string;
+  /** Prepares the context before the timed build (edit a file, nothing, …). */
+  before?: (ctx: string, run: number) => Promise<void>;
+  /** Start from an empty cache. */
+  cold?: boolean;
+}
 
 interface Workload {
   name: string;
-  files: Record<string, string>;
-  /** The file the "edit" scenario changes. */
-  edit: string;
+  files: () => Record<string, string | Buffer>;
+  scenarios: Scenario[];
 }
 
-const workloads: Workload[] = [
-  {
-    name: "multistage",
-    files: {
-      Dockerfile: [
-        "FROM busybox AS build",
-        "WORKDIR /src",
-        "COPY . .",
-        "RUN for i in $(seq 1 200); do cat main.txt > out-$i.txt; done && tar -cf /app.tar out-*.txt",
-        "FROM busybox",
-        "COPY --from=build /app.tar /app.tar",
-        "RUN tar -xf /app.tar -C /tmp && ls /tmp | wc -l > /count",
-        'CMD ["cat", "/count"]',
-      ].join("\n"),
-      "main.txt": "hello\n".repeat(1000),
-      "other/readme.txt": "docs\n",
-    },
-    edit: "main.txt",
-  },
-  {
-    name: "many-small-files",
-    files: Object.fromEntries([["Dockerfile", "FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /n\n"], ...Array.from({ length: 2000 }, (_, i) => [`d${i % 20}/f${i}.txt`, `file ${i}\n`])]),
-    edit: "d0/f0.txt",
-  },
-];
+const small: Workload = {
+  name: "small",
+  files: () => ({
+    Dockerfile: ["FROM busybox", "WORKDIR /app", "COPY hello.txt .", "RUN cat hello.txt > out.txt", 'CMD ["cat", "/app/out.txt"]'].join("\n"),
+    "hello.txt": "hello\n",
+  }),
+  scenarios: [{ name: "cold", cold: true }, { name: "unchanged" }],
+};
 
-function timeCommand(cmd: string, args: string[], env: Record<string, string> = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
+const fourStages: Workload = {
+  name: "4-stages+cache-mount",
+  files: () => ({
+    Dockerfile: [
+      "FROM busybox AS deps",
+      "RUN --mount=type=cache,target=/cache sh -c 'test -f /cache/dl || head -c 4000000 /dev/urandom > /cache/dl; cp /cache/dl /deps'",
+      "FROM busybox AS build",
+      "COPY src/ /src/",
+      "RUN --mount=type=cache,target=/cache sh -c 'cat /src/* > /cache/obj && cp /cache/obj /built'",
+      "FROM busybox AS test",
+      "COPY --from=build /built /built",
+      "RUN test -s /built && echo ok > /tested",
+      "FROM busybox",
+      "COPY --from=deps /deps /deps",
+      "COPY --from=build /built /app",
+      "COPY --from=test /tested /tested",
+    ].join("\n"),
+    ...Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`src/m${i}.txt`, `module ${i}\n`.repeat(200)])),
+  }),
+  scenarios: [
+    { name: "cold", cold: true },
+    { name: "unchanged" },
+    { name: "edit", before: (ctx, run) => writeFile(path.join(ctx, "src/m0.txt"), `edited ${run}\n`) },
+  ],
+};
+
+const manyFiles: Workload = {
+  name: "5000-file context",
+  files: () => ({
+    Dockerfile: "FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /n\n",
+    ...Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`d${i % 50}/f${i}.txt`, `file ${i}\n`])),
+  }),
+  scenarios: [
+    { name: "cold", cold: true },
+    { name: "unchanged" },
+    { name: "one changed", before: (ctx, run) => writeFile(path.join(ctx, "d7/f7.txt"), `edited ${run}\n`) },
+  ],
+};
+
+const bigLayers: Workload = {
+  name: "128MB new layers",
+  files: () => ({
+    Dockerfile: [
+      "FROM busybox",
+      "ARG N=0",
+      // Half random, half text: compressors meet both kinds of data.
+      "RUN head -c 67108864 /dev/urandom > /random.bin && echo $N > /n",
+      "RUN i=0; while [ $i -lt 1048576 ]; do echo \"line $i of some quite compressible text\"; i=$((i+1)); done | head -c 67108864 > /text.txt",
+    ].join("\n"),
+  }),
+  scenarios: [{ name: "cold", cold: true }],
+};
+
+const workloads = [small, fourStages, manyFiles, bigLayers].filter((w) => !values.only || w.name.includes(values.only));
+
+interface Measured {
+  ms: number;
+  rssKB: number;
+}
+
+/** Runs a command under GNU time for its peak RSS; fails loudly with the command's stderr. */
+async function measure(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Measured> {
+  const tfile = path.join(os.tmpdir(), `kiln-bench-time-${process.pid}`);
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn("/usr/bin/time", ["-f", "%M", "-o", tfile, cmd, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
     let err = "";
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
     child.on("error", reject);
-    child.on("close", (code) => {
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err.slice(-2000)}`));
-      else resolve(Number(process.hrtime.bigint() - t0) / 1e6);
-    });
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err}`))));
   });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const rssKB = Number((await readFile(tfile, "utf8")).trim().split("\n").pop());
+  return { ms, rssKB };
 }
 
 function median(xs: number[]): number {
@@ -66,7 +121,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function writeFiles(dir: string, files: Record<string, string>): Promise<void> {
+async function writeFiles(dir: string, files: Record<string, string | Buffer>): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
   for (const [name, content] of Object.entries(files)) {
     const p = path.join(dir, name);
     await mkdir(path.dirname(p), { recursive: true });
@@ -74,55 +130,131 @@ async function writeFiles(dir: string, files: Record<string, string>): Promise<v
   }
 }
 
-async function hasCommand(cmd: string): Promise<boolean> {
+async function which(cmd: string, dir?: string): Promise<string | undefined> {
+  if (dir) {
+    const p = path.join(dir, cmd);
+    return access(p).then(
+      () => p,
+      () => undefined,
+    );
+  }
   return sh("sh", ["-c", `command -v ${cmd}`]).then(
-    () => true,
-    () => false,
+    (r) => r.stdout.trim() || undefined,
+    () => undefined,
   );
+}
+
+interface Engine {
+  name: string;
+  /** Builds `ctx` into an OCI tarball at `out`. */
+  build(ctx: string, out: string): Promise<Measured>;
+  /** Empties the build cache. */
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function kilnEngine(tmp: string, config: string): Promise<Engine> {
+  const kiln = path.join(repoRoot, "bin", "kiln");
+  const root = path.join(tmp, "kiln-root");
+  return {
+    name: "kiln",
+    build: (ctx, out) => measure(process.execPath, [kiln, "--root", root, "--config", config, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`]),
+    reset: () => rm(root, { recursive: true, force: true }),
+    stop: async () => {},
+  };
+}
+
+async function buildkitEngine(tmp: string, registryHost: string, binDir: string | undefined): Promise<Engine | undefined> {
+  const buildkitd = await which("buildkitd", binDir);
+  const buildctl = await which("buildctl", binDir);
+  if (!buildkitd || !buildctl) return undefined;
+  const root = path.join(tmp, "buildkit-root");
+  const sock = path.join(tmp, "buildkitd.sock");
+  const config = path.join(tmp, "buildkitd.toml");
+  await writeFile(config, `[registry."docker.io"]\n  mirrors = ["${registryHost}"]\n[registry."${registryHost}"]\n  http = true\n`);
+  let daemon: ChildProcess | undefined;
+  const start = async () => {
+    daemon = spawn(buildkitd, ["--root", root, "--addr", `unix://${sock}`, "--config", config, "--oci-worker-gc=false"], { stdio: "ignore" });
+    for (let i = 0; i < 100; i++) {
+      if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
+      await sleep(100);
+    }
+    throw new Error("buildkitd did not start");
+  };
+  const stop = async () => {
+    if (!daemon) return;
+    const d = daemon;
+    daemon = undefined;
+    const exited = new Promise((r) => d.once("exit", r));
+    d.kill("SIGTERM");
+    await exited;
+  };
+  await start();
+  return {
+    name: "buildkit",
+    build: (ctx, out) =>
+      measure(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`]),
+    // A fresh root is the only complete reset (prune keeps some records).
+    reset: async () => {
+      await stop();
+      await rm(root, { recursive: true, force: true });
+      await start();
+    },
+    stop,
+  };
 }
 
 const reg = await startRegistry();
 const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-bench-"));
+const engines: Engine[] = [];
 try {
   await pushBusybox(reg.host);
   const config = await writeKilnConfig(tmp, reg.host);
-  const kiln = path.join(repoRoot, "bin", "kiln");
-  const buildctl = (await hasCommand("buildctl")) && process.env.BUILDKIT_HOST ? "buildctl" : undefined;
-  const rows: string[] = [];
+  engines.push(await kilnEngine(tmp, config));
+  const bk = await buildkitEngine(tmp, reg.host, values["buildkit-bin"]);
+  if (bk) engines.push(bk);
+  else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
+  const out = path.join(tmp, "out.tar");
+  const table: string[][] = [["workload", "scenario", ...engines.flatMap((e) => [`${e.name} ms`, `${e.name} MB`]), ...(engines.length > 1 ? ["ratio"] : [])]];
   for (const w of workloads) {
-    const results: Record<string, Record<string, number[]>> = { kiln: { cold: [], noop: [], edit: [] } };
-    if (buildctl) results.buildkit = { cold: [], noop: [], edit: [] };
-    for (let i = 0; i < runs; i++) {
-      const ctx = path.join(tmp, `${w.name}-${i}`);
-      await writeFiles(ctx, w.files);
-      const root = path.join(tmp, `root-${w.name}-${i}`);
-      const out = path.join(tmp, "out.tar");
-      const kilnArgs = ["--root", root, "--config", config, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`];
-      const k = results.kiln!;
-      k.cold!.push(await timeCommand(process.execPath, [kiln, ...kilnArgs]));
-      k.noop!.push(await timeCommand(process.execPath, [kiln, ...kilnArgs]));
-      await writeFile(path.join(ctx, w.edit), `edited ${i}\n`);
-      k.edit!.push(await timeCommand(process.execPath, [kiln, ...kilnArgs]));
-      await rm(root, { recursive: true, force: true });
-      if (buildctl) {
-        // BuildKit's cache can't be emptied per run without restarting it; prune --all does it.
-        await writeFiles(ctx, w.files);
-        const b = results.buildkit!;
-        const args = ["build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`];
-        await timeCommand(buildctl, ["prune", "--all"]);
-        b.cold!.push(await timeCommand(buildctl, args));
-        b.noop!.push(await timeCommand(buildctl, args));
-        await writeFile(path.join(ctx, w.edit), `edited ${i}\n`);
-        b.edit!.push(await timeCommand(buildctl, args));
+    const results = new Map<string, Map<string, Measured[]>>();
+    try {
+      for (let run = 0; run < runs; run++) {
+        for (const e of engines) {
+          const ctx = path.join(tmp, `ctx-${e.name}`);
+          await writeFiles(ctx, w.files());
+          for (const s of w.scenarios) {
+            if (s.cold) await e.reset();
+            await s.before?.(ctx, run);
+            // Scenarios after the first build on the same cache: make sure that cache exists.
+            if (!s.cold && s === w.scenarios[0]) await e.build(ctx, out);
+            const m = await e.build(ctx, out);
+            const byScenario = results.get(s.name) ?? new Map<string, Measured[]>();
+            results.set(s.name, byScenario);
+            byScenario.set(e.name, [...(byScenario.get(e.name) ?? []), m]);
+          }
+        }
       }
+    } catch (err) {
+      console.log(`${w.name}: failed: ${(err as Error).message.split("\n").slice(0, 6).join("\n  ")}`);
+      continue;
     }
-    for (const [engine, r] of Object.entries(results)) {
-      rows.push(`${w.name.padEnd(18)} ${engine.padEnd(9)} cold ${median(r.cold!).toFixed(0).padStart(6)} ms   noop ${median(r.noop!).toFixed(0).padStart(6)} ms   edit ${median(r.edit!).toFixed(0).padStart(6)} ms`);
+    for (const s of w.scenarios) {
+      const row = [w.name, s.name];
+      const medians = engines.map((e) => median(results.get(s.name)!.get(e.name)!.map((m) => m.ms)));
+      for (const e of engines) {
+        const ms = results.get(s.name)!.get(e.name)!;
+        row.push(median(ms.map((m) => m.ms)).toFixed(0), (Math.max(...ms.map((m) => m.rssKB)) / 1024).toFixed(0));
+      }
+      if (engines.length > 1) row.push((medians[0]! / medians[1]!).toFixed(2));
+      table.push(row);
     }
   }
-  console.log(`median of ${runs} runs, wall time per whole CLI invocation (oci tarball export)`);
-  for (const r of rows) console.log(r);
+  console.log(`\nmedian wall time of ${runs} runs per scenario; MB = peak RSS of the client process (kiln: the whole engine; buildkit: buildctl only)`);
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
+  for (const r of table) console.log(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
 } finally {
+  for (const e of engines) await e.stop().catch(() => {});
   await rm(tmp, { recursive: true, force: true });
   await reg.stop();
 }
