@@ -1,2 +1,3 @@
 export * from "./worker.js";
 export * from "./open.js";
+export * from "./emulation.js";

@@ -8,6 +8,7 @@ import type { RegistryHostConfig } from "../remotes/types.js";
 import { OverlaySnapshotter } from "../snapshot/index.js";
 import { RegistryImagePuller } from "../source/index.js";
 import { Worker } from "./worker.js";
+import { supportedPlatforms } from "./emulation.js";
 
 export interface OpenWorkerOptions {
   root: string;
@@ -31,7 +32,7 @@ export async function openWorker(opts: OpenWorkerOptions): Promise<OpenedWorker>
     content,
     resolverFor: (session) => new RegistryResolver({ hosts: opts.registries, credentials: session?.credentials ?? defaultCredentials }),
   });
-  const worker = new Worker({ root: opts.root, snapshotter, content, mgr, executor, images });
+  const worker = new Worker({ root: opts.root, snapshotter, content, mgr, executor, images, platforms: await supportedPlatforms() });
   return {
     worker,
     db,

@@ -12,7 +12,8 @@ import { ExecOpRunner, FileOpRunner, CacheMountLocks } from "../ops/index.js";
 import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { pb } from "../api/index.js";
-import { KilnError, digestOf, hostPlatform, type Digest, type Platform } from "../util/index.js";
+import { KilnError, digestOf, formatPlatform, hostPlatform, type Digest, type Platform } from "../util/index.js";
+import { canRun, emulationHint } from "./emulation.js";
 
 export interface WorkerOptions {
   root: string;
@@ -22,16 +23,20 @@ export interface WorkerOptions {
   executor: Executor;
   images: ImagePuller;
   platform?: Platform;
+  /** Platforms RUN steps can execute on (native and emulated); default just `platform`. */
+  platforms?: Platform[];
 }
 
 export class Worker {
   readonly platform: Platform;
+  readonly platforms: Platform[];
   /** Results by cache key; locked per key across processes that share the root. */
   readonly store: CacheStore;
   private readonly cacheLocks = new CacheMountLocks();
 
   constructor(readonly opts: WorkerOptions) {
     this.platform = opts.platform ?? hostPlatform();
+    this.platforms = opts.platforms ?? [this.platform];
     const refs = new RefCacheStore(opts.mgr);
     const locks = new KeyLocks(path.join(opts.root, "locks"));
     this.store = {
@@ -62,6 +67,7 @@ export class Worker {
       if (existing) return existing;
       const lop = def.ops.get(digest);
       if (!lop) throw new KilnError("KILN_LLB", `invalid definition: missing op ${digest}`);
+      this.checkPlatform(lop);
       const inputs = lop.inputs.map((i) => ({ vertex: build(i.digest), index: i.index }));
       const v: Vertex = {
         digest: digest as Digest,
@@ -74,6 +80,19 @@ export class Worker {
       return v;
     };
     return { vertex: build(def.root.digest), index: def.root.index };
+  }
+
+  /** A step for a platform this machine can't execute fails before anything runs. */
+  private checkPlatform(lop: LoadedOp): void {
+    const p = lop.op.platform;
+    if (lop.op.op.case !== "exec" || !p) return;
+    const want: Platform = { os: p.OS, architecture: p.Architecture, variant: p.Variant || undefined };
+    if (canRun(this.platforms, want)) return;
+    throw new KilnError(
+      "KILN_PLATFORM",
+      `no emulator for ${formatPlatform(want)}: this machine runs ${this.platforms.map(formatPlatform).join(", ")}`,
+      { hint: emulationHint(want) },
+    );
   }
 
   private resolveOp(lop: LoadedOp, session: Session): Op {

@@ -2,6 +2,7 @@
 // Each command lives in its own module and registers itself here.
 import { Command } from "commander";
 import { registerBuild } from "./build.js";
+import { registerBinfmt } from "./binfmt.js";
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("kiln")
@@ -15,6 +16,7 @@ export async function main(argv: string[]): Promise<number> {
     exitCode = code;
   };
   registerBuild(program, setExit);
+  registerBinfmt(program, setExit);
   await program.parseAsync(argv, { from: "user" });
   return exitCode;
 }
