@@ -30,6 +30,8 @@ export async function writeTar(signal: AbortSignal, content: ContentStore, entri
         if (!info) throw new Error(`blob ${digest} missing from the content store`);
         await new Promise<void>((resolve, reject) => {
           const entry = pack.entry({ name: e.name, size: info.size, mode: 0o444, mtime: epoch, uname: "", gname: "" }, (err) => (err ? reject(err) : resolve()));
+          // A cancelled pipeline destroys the entry too; its error must reach us, not crash the process.
+          entry.on("error", reject);
           const rs: Readable = content.createReadStream(digest);
           rs.on("error", reject);
           rs.pipe(entry);
