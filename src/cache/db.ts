@@ -19,6 +19,9 @@ export interface RefRecord {
   diffId: string | null;
   /** Extra JSON (annotations, source image, etc.). */
   meta: string | null;
+  /** BuildKit's record type: regular, source.local, exec.cachemount, frontend, internal… */
+  recordType: string;
+  usageCount: number;
 }
 
 interface RefRow {
@@ -33,6 +36,8 @@ interface RefRow {
   blob_size: number | null;
   diff_id: string | null;
   meta: string | null;
+  record_type: string | null;
+  usage_count: number | null;
 }
 
 function toRecord(r: RefRow): RefRecord {
@@ -48,7 +53,17 @@ function toRecord(r: RefRow): RefRecord {
     blobSize: r.blob_size,
     diffId: r.diff_id,
     meta: r.meta,
+    recordType: r.record_type ?? "regular",
+    usageCount: r.usage_count ?? 0,
   };
+}
+
+/** A live process's claim on refs and snapshots, so recovery and GC in other processes spare them. */
+export interface LeaseRecord {
+  id: string;
+  pid: number;
+  start: string;
+  createdAt: number;
 }
 
 export class MetadataDB {
@@ -86,6 +101,19 @@ export class MetadataDB {
         PRIMARY KEY (key, output)
       );
       CREATE INDEX IF NOT EXISTS cache_keys_ref ON cache_keys(ref);
+      CREATE TABLE IF NOT EXISTS leases (
+        id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        start TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS lease_resources (
+        lease TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (lease, kind, id)
+      );
+      CREATE INDEX IF NOT EXISTS lease_resources_id ON lease_resources(kind, id);
       CREATE TABLE IF NOT EXISTS kv (
         bucket TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -93,6 +121,13 @@ export class MetadataDB {
         PRIMARY KEY (bucket, key)
       );
     `);
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const cols = new Set((this.db.prepare("PRAGMA table_info(refs)").all() as { name: string }[]).map((c) => c.name));
+    if (!cols.has("record_type")) this.db.exec("ALTER TABLE refs ADD COLUMN record_type TEXT");
+    if (!cols.has("usage_count")) this.db.exec("ALTER TABLE refs ADD COLUMN usage_count INTEGER");
   }
 
   getRef(id: string): RefRecord | undefined {
@@ -107,8 +142,8 @@ export class MetadataDB {
   insertRef(rec: RefRecord): void {
     this.db
       .prepare(
-        `INSERT INTO refs (id, parent, created_at, last_used_at, description, size, blob_digest, blob_media_type, blob_size, diff_id, meta)
-         VALUES (@id, @parent, @createdAt, @lastUsedAt, @description, @size, @blobDigest, @blobMediaType, @blobSize, @diffId, @meta)`,
+        `INSERT INTO refs (id, parent, created_at, last_used_at, description, size, blob_digest, blob_media_type, blob_size, diff_id, meta, record_type, usage_count)
+         VALUES (@id, @parent, @createdAt, @lastUsedAt, @description, @size, @blobDigest, @blobMediaType, @blobSize, @diffId, @meta, @recordType, @usageCount)`,
       )
       .run(rec);
   }
@@ -125,6 +160,8 @@ export class MetadataDB {
       blobSize: "blob_size",
       diffId: "diff_id",
       meta: "meta",
+      recordType: "record_type",
+      usageCount: "usage_count",
     };
     const keys = Object.keys(fields).filter((k) => k in cols);
     if (keys.length === 0) return;
@@ -167,8 +204,71 @@ export class MetadataDB {
 
   touchRefs(ids: string[]): void {
     const now = Date.now();
-    const stmt = this.db.prepare("UPDATE refs SET last_used_at = ? WHERE id = ?");
+    const stmt = this.db.prepare("UPDATE refs SET last_used_at = ?, usage_count = COALESCE(usage_count, 0) + 1 WHERE id = ?");
     this.db.transaction(() => ids.forEach((id) => stmt.run(now, id)))();
+  }
+
+  deleteKV(bucket: string, key: string): void {
+    this.db.prepare("DELETE FROM kv WHERE bucket = ? AND key = ?").run(bucket, key);
+  }
+
+  // Leases.
+
+  insertLease(l: LeaseRecord): void {
+    this.db.prepare("INSERT INTO leases (id, pid, start, created_at) VALUES (@id, @pid, @start, @createdAt)").run(l);
+  }
+
+  allLeases(): LeaseRecord[] {
+    return (this.db.prepare("SELECT id, pid, start, created_at AS createdAt FROM leases").all() as LeaseRecord[]).map((l) => ({ ...l }));
+  }
+
+  deleteLease(id: string): void {
+    this.db.prepare("DELETE FROM leases WHERE id = ?").run(id);
+  }
+
+  addLeaseResource(lease: string, kind: string, id: string): void {
+    this.db.prepare("INSERT OR IGNORE INTO lease_resources (lease, kind, id) VALUES (?, ?, ?)").run(lease, kind, id);
+  }
+
+  removeLeaseResource(lease: string, kind: string, id: string): void {
+    this.db.prepare("DELETE FROM lease_resources WHERE lease = ? AND kind = ? AND id = ?").run(lease, kind, id);
+  }
+
+  /** Resource ids of a kind held by the given leases. */
+  leasedIds(kind: string, leases: string[]): Set<string> {
+    if (leases.length === 0) return new Set();
+    const rows = this.db.prepare(`SELECT id FROM lease_resources WHERE kind = ? AND lease IN (${leases.map(() => "?").join(",")})`).all(kind, ...leases) as { id: string }[];
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /** Whether a ref (or its snapshot) is held by a lease other than the given dead ones. */
+  isLeased(id: string, deadLeases: string[]): boolean {
+    const row = this.db
+      .prepare(`SELECT 1 FROM lease_resources WHERE kind IN ('ref', 'snapshot') AND id = ? ${deadLeases.length ? `AND lease NOT IN (${deadLeases.map(() => "?").join(",")})` : ""} LIMIT 1`)
+      .get(id, ...deadLeases);
+    return row !== undefined;
+  }
+
+  /** Whether any ref still uses this layer blob. */
+  blobInUse(digest: string): boolean {
+    return this.db.prepare("SELECT 1 FROM refs WHERE blob_digest = ? LIMIT 1").get(digest) !== undefined;
+  }
+
+  /** Folds the write-ahead log into the database file (so its size on disk is the data's). */
+  checkpoint(): void {
+    this.db.pragma("wal_checkpoint(TRUNCATE)");
+  }
+
+  /** Runs `fn` in one transaction (all or nothing). */
+  transaction<T>(fn: () => T): T {
+    // IMMEDIATE: take the write lock up front, so a read-then-write can't race another process.
+    return this.db.transaction(fn).immediate();
+  }
+
+  /** Bytes the database files take on disk (the WAL included). */
+  get files(): string[] {
+    const f = this.db.name;
+    return [f, `${f}-wal`, `${f}-shm`];
   }
 
   getKV(bucket: string, key: string): string | undefined {

@@ -12,12 +12,23 @@ export interface LayerBlob {
   diffId: Digest;
 }
 
+export interface CacheManagerOptions {
+  /** This process's lease: what it holds is recorded there so other processes spare it. */
+  leaseId?: string;
+  /**
+   * Called before a new snapshot of `bytes` is committed, so the store can make room first
+   * (GC before the cap is crossed, not after).
+   */
+  beforeCommit?: (bytes: number) => Promise<void>;
+}
+
 export class CacheManager {
   private readonly counts = new Map<string, number>();
 
   constructor(
     readonly db: MetadataDB,
     readonly snapshotter: Snapshotter,
+    readonly opts: CacheManagerOptions = {},
   ) {}
 
   /** A new handle to a committed ref; throws when it is not there. */
@@ -28,15 +39,59 @@ export class CacheManager {
   }
 
   tryGet(id: string): ImmutableRef | undefined {
-    const rec = this.db.getRef(id);
-    return rec ? this.handle(rec) : undefined;
+    // Looking the ref up and recording the hold are one transaction, so a collector in another
+    // process either sees the hold or has already deleted the ref.
+    return this.db.transaction(() => {
+      const rec = this.db.getRef(id);
+      return rec ? this.handle(rec) : undefined;
+    });
   }
 
   /** A writable snapshot on top of `parent` (or empty). Commit it or discard it. */
-  async newMutable(parent: ImmutableRef | undefined, description: string): Promise<MutableRef> {
+  async newMutable(parent: ImmutableRef | undefined, description: string, recordType = "regular"): Promise<MutableRef> {
     const id = newRefId();
-    await this.snapshotter.prepare(id, parent?.id);
-    return new MutableRef(this, id, parent?.clone(), description);
+    this.lease("snapshot", id, true);
+    try {
+      await this.snapshotter.prepare(id, parent?.id);
+    } catch (err) {
+      this.lease("snapshot", id, false);
+      throw err;
+    }
+    return new MutableRef(this, id, parent?.clone(), description, recordType);
+  }
+
+  /** @internal Records (or drops) a resource under this process's lease. */
+  lease(kind: "ref" | "snapshot", id: string, held: boolean): void {
+    const lease = this.opts.leaseId;
+    if (!lease) return;
+    if (held) this.db.addLeaseResource(lease, kind, id);
+    else this.db.removeLeaseResource(lease, kind, id);
+  }
+
+  private readonly resourceCounts = new Map<string, number>();
+
+  /** Holds another kind of resource (a cache mount directory) under this process's lease until released. */
+  holdResource(kind: string, id: string): () => void {
+    const k = `${kind}\0${id}`;
+    const n = (this.resourceCounts.get(k) ?? 0) + 1;
+    this.resourceCounts.set(k, n);
+    if (n === 1 && this.opts.leaseId) this.db.addLeaseResource(this.opts.leaseId, kind, id);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.resourceCounts.get(k) ?? 1) - 1;
+      if (left > 0) return void this.resourceCounts.set(k, left);
+      this.resourceCounts.delete(k);
+      if (this.opts.leaseId) this.db.removeLeaseResource(this.opts.leaseId, kind, id);
+    };
+  }
+
+  /** Ids of a resource kind this process holds. */
+  heldResources(kind: string): Set<string> {
+    const out = new Set<string>();
+    for (const k of this.resourceCounts.keys()) if (k.startsWith(`${kind}\0`)) out.add(k.slice(kind.length + 1));
+    return out;
   }
 
   /** Finds an already unpacked layer with this blob on this parent, so layers unpack once. */
@@ -47,15 +102,19 @@ export class CacheManager {
 
   /** @internal */
   handle(rec: RefRecord): ImmutableRef {
-    this.counts.set(rec.id, (this.counts.get(rec.id) ?? 0) + 1);
+    const n = (this.counts.get(rec.id) ?? 0) + 1;
+    this.counts.set(rec.id, n);
+    if (n === 1) this.lease("ref", rec.id, true);
     return new ImmutableRef(this, rec);
   }
 
   /** @internal */
   releaseHandle(id: string): void {
     const n = (this.counts.get(id) ?? 1) - 1;
-    if (n <= 0) this.counts.delete(id);
-    else this.counts.set(id, n);
+    if (n <= 0) {
+      this.counts.delete(id);
+      this.lease("ref", id, false);
+    } else this.counts.set(id, n);
   }
 
   /** Ids of refs some build currently holds (GC must keep them and their parents). */
@@ -132,6 +191,7 @@ export class MutableRef {
     readonly id: string,
     private readonly parent: ImmutableRef | undefined,
     private readonly description: string,
+    private readonly recordType: string,
   ) {}
 
   mounts(): Promise<MountSpec[]> {
@@ -152,8 +212,9 @@ export class MutableRef {
     if (this.done) throw new Error(`ref ${this.id} already finished`);
     this.done = true;
     try {
-      await this.mgr.snapshotter.commit(this.id);
       const size = await this.mgr.snapshotter.usage(this.id);
+      await this.mgr.opts.beforeCommit?.(size);
+      await this.mgr.snapshotter.commit(this.id);
       const now = Date.now();
       const rec: RefRecord = {
         id: this.id,
@@ -167,6 +228,8 @@ export class MutableRef {
         blobSize: extra.blobSize ?? null,
         diffId: extra.diffId ?? null,
         meta: extra.meta ?? null,
+        recordType: this.recordType,
+        usageCount: 1,
       };
       this.mgr.db.insertRef(rec);
       return this.mgr.handle(rec);
@@ -174,6 +237,7 @@ export class MutableRef {
       await this.mgr.snapshotter.remove(this.id).catch(() => {});
       throw err;
     } finally {
+      this.mgr.lease("snapshot", this.id, false);
       await this.parent?.release();
     }
   }
@@ -185,6 +249,7 @@ export class MutableRef {
     try {
       await this.mgr.snapshotter.remove(this.id);
     } finally {
+      this.mgr.lease("snapshot", this.id, false);
       await this.parent?.release();
     }
   }

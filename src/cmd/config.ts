@@ -4,6 +4,8 @@ import { parse } from "smol-toml";
 import os from "node:os";
 import { KilnError } from "../util/index.js";
 import type { RegistryHostConfig } from "../remotes/types.js";
+import { defaultGCPolicies, type GCPolicy } from "../cache/index.js";
+import { parseConfigDuration, parseDiskSpace, type DiskSpace } from "../util/index.js";
 
 export interface KilnConfig {
   root: string;
@@ -11,6 +13,8 @@ export interface KilnConfig {
   maxParallelism: number;
   registries: Record<string, RegistryHostConfig>;
   grpc: { address: string[]; gid?: number; tls?: { cert?: string; key?: string; ca?: string } };
+  /** `[worker.oci]` gc, gckeepstorage, reservedSpace/maxUsedSpace/minFreeSpace and `[[worker.oci.gcpolicy]]`. */
+  gc: { enabled: boolean; policies: GCPolicy[] };
 }
 
 export const defaultRoot = "/var/lib/kiln";
@@ -26,7 +30,7 @@ function strings(v: unknown): string[] | undefined {
 }
 
 export async function loadConfig(file: string | undefined): Promise<KilnConfig> {
-  const cfg: KilnConfig = { root: defaultRoot, debug: false, maxParallelism: os.availableParallelism(), registries: {}, grpc: { address: [] } };
+  const cfg: KilnConfig = { root: defaultRoot, debug: false, maxParallelism: os.availableParallelism(), registries: {}, grpc: { address: [] }, gc: { enabled: true, policies: defaultGCPolicies({}) } };
   if (!file) return cfg;
   let text: string;
   try {
@@ -49,6 +53,11 @@ export async function loadConfig(file: string | undefined): Promise<KilnConfig> 
   cfg.grpc.tls = { cert: tls.cert as string | undefined, key: tls.key as string | undefined, ca: tls.ca as string | undefined };
   const oci = asRecord(asRecord(doc.worker).oci);
   if (typeof oci["max-parallelism"] === "number") cfg.maxParallelism = oci["max-parallelism"];
+  try {
+    cfg.gc = parseGC(oci);
+  } catch (err) {
+    throw new KilnError("KILN_CONFIG", `invalid GC settings in ${file}: ${(err as Error).message}`, { cause: err });
+  }
   for (const [host, raw] of Object.entries(asRecord(doc.registry))) {
     const r = asRecord(raw);
     const hc: RegistryHostConfig = {};
@@ -61,4 +70,33 @@ export async function loadConfig(file: string | undefined): Promise<KilnConfig> 
     cfg.registries[host] = hc;
   }
   return cfg;
+}
+
+function parseGC(oci: Record<string, unknown>): KilnConfig["gc"] {
+  const space = (v: unknown): DiskSpace | undefined => (v === undefined ? undefined : parseDiskSpace(v));
+  const keepStorage = space(oci.gckeepstorage);
+  let reservedSpace = space(oci.reservedSpace);
+  const maxUsedSpace = space(oci.maxUsedSpace);
+  const minFreeSpace = space(oci.minFreeSpace);
+  // gckeepstorage is the older name of reservedSpace.
+  if (!reservedSpace && !maxUsedSpace && !minFreeSpace && keepStorage) reservedSpace = keepStorage;
+  const rules = Array.isArray(oci.gcpolicy) ? (oci.gcpolicy as unknown[]).map(asRecord) : [];
+  const none: DiskSpace = { bytes: 0, percentage: 0 };
+  const policies: GCPolicy[] =
+    rules.length > 0
+      ? rules.map((r) => {
+          const reserved = space(r.reservedSpace);
+          const keepBytes = space(r.keepBytes);
+          return {
+            all: r.all === true,
+            filters: strings(r.filters) ?? [],
+            keepDurationMs: r.keepDuration === undefined ? 0 : parseConfigDuration(r.keepDuration),
+            // keepBytes is the older name of reservedSpace, and behaves as it did.
+            reservedSpace: reserved ?? keepBytes ?? none,
+            maxUsedSpace: space(r.maxUsedSpace) ?? none,
+            minFreeSpace: space(r.minFreeSpace) ?? none,
+          };
+        })
+      : defaultGCPolicies({ reservedSpace, maxUsedSpace, minFreeSpace });
+  return { enabled: oci.gc !== false, policies };
 }

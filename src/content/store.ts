@@ -105,6 +105,18 @@ export class LocalContentStore implements ContentStore {
     return createReadStream(this.blobPath(digest));
   }
 
+  /** Removes partial writes that processes which died left in the ingest directory. */
+  async cleanupStale(isDead: (pid: number) => Promise<boolean>): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.ingestDir).catch(() => [] as string[])) {
+      const pid = /^\d+-(\d+)-/.exec(name)?.[1];
+      if (pid && !(await isDead(Number(pid)))) continue;
+      await rm(path.join(this.ingestDir, name), { force: true });
+      removed++;
+    }
+    return removed;
+  }
+
   async delete(digest: Digest): Promise<void> {
     await rm(this.blobPath(digest), { force: true });
   }
@@ -163,7 +175,8 @@ export class LocalContentStore implements ContentStore {
 
   private async write(signal: AbortSignal, source: Source, expected: IngestExpectation): Promise<BlobInfo> {
     await this.ensureDirs();
-    const tmp = path.join(this.ingestDir, `${Date.now()}-${randomBytes(8).toString("hex")}`);
+    // The pid in the name lets start-up recovery tell a crashed write from a running one.
+    const tmp = path.join(this.ingestDir, `${Date.now()}-${process.pid}-${randomBytes(8).toString("hex")}`);
     let fh: FileHandle | undefined = await open(tmp, "wx", 0o644);
     let committed = false;
     try {

@@ -3,7 +3,7 @@
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { constants as fsConstants } from "node:fs";
-import { access, chown, lstat, mkdir, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import { access, chown, lstat, mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -44,6 +44,13 @@ export class RuncError extends ExitError {
 }
 
 const SBIN_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/** Whether `dir` is a mount point (its device differs from its parent's, or it is listed in mountinfo). */
+async function isMountPoint(dir: string): Promise<boolean> {
+  const info = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  // Field 5 is the mount point, with spaces and the like octal-escaped.
+  return info.split("\n").some((l) => l.split(" ")[4]?.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) === dir);
+}
 
 /** Where runc keeps container state when run as root without --root. */
 const RUNC_STATE_ROOT = "/run/runc";
@@ -132,6 +139,36 @@ export class RuncExecutor implements Executor {
   constructor(private readonly opts: RuncExecutorOptions) {
     this.root = path.resolve(opts.root);
     this.defaultHostname = opts.defaultHostname ?? DEFAULT_HOSTNAME;
+  }
+
+  /**
+   * Tears down what a killed process left: its containers (ids carry the pid), their rootfs
+   * mounts and bundles. `isDead(pid)` decides whose they are. Returns how many were removed.
+   */
+  async cleanupStale(isDead: (pid: number) => Promise<boolean>): Promise<number> {
+    const names = await readdir(this.root).catch(() => [] as string[]);
+    let removed = 0;
+    for (const id of names) {
+      const pid = /^kiln-(\d+)-/.exec(id)?.[1];
+      if (!pid || !(await isDead(Number(pid)))) continue;
+      const runc = await this.runc().catch(() => undefined);
+      if (runc) {
+        await runCommand(runc, ["kill", id, "KILL"]).catch(() => undefined);
+        await runCommand(runc, ["delete", "--force", id]).catch(() => undefined);
+      }
+      const bundle = path.join(this.root, id);
+      const rootfs = path.join(bundle, "rootfs");
+      // Several mounts may be stacked on the rootfs; peel them off one by one.
+      for (let i = 0; i < 8 && (await isMountPoint(rootfs)); i++) await unmountOnHost(rootfs).catch(() => undefined);
+      // Never recursive: if the rootfs is still mounted, removing through it would destroy a snapshot.
+      for (const f of await readdir(bundle).catch(() => [] as string[])) {
+        if (f !== "rootfs") await rm(path.join(bundle, f), { force: true }).catch(() => undefined);
+      }
+      await rmdir(rootfs).catch(() => undefined);
+      await rmdir(bundle).catch(() => undefined);
+      removed++;
+    }
+    return removed;
   }
 
   private runc(): Promise<string> {

@@ -1,6 +1,6 @@
 // ExecOp: runs a process in a container whose mounts are snapshots of the op's inputs; writable
 // mounts with an output become new immutable refs.
-import { mkdir } from "node:fs/promises";
+import { mkdir, utimes } from "node:fs/promises";
 import path from "node:path";
 import { Writable } from "node:stream";
 import type { ExecOp, Mount } from "../api/index.js";
@@ -130,8 +130,16 @@ export class ExecOpRunner implements Op {
       }
       case MountType.CACHE: {
         const id = m.cacheOpt?.ID || m.dest;
-        const dir = path.join(this.deps.cacheMountRoot, sha256Hex(id).slice(0, 32));
+        const key = sha256Hex(id).slice(0, 32);
+        const dir = path.join(this.deps.cacheMountRoot, key);
+        // Held while in use so GC (here or in another process) leaves it alone; its mtime is its last use.
+        releases.push(this.deps.mgr.holdResource("cachemount", key));
+        const db = this.deps.mgr.db;
+        if (!db.getKV("cachemount", key)) db.setKV("cachemount", key, JSON.stringify({ id }));
+        db.setKV("cachemount.uses", key, String(Number(db.getKV("cachemount.uses", key) ?? "0") + 1));
         await mkdir(dir, { recursive: true });
+        const now = new Date();
+        await utimes(dir, now, now);
         if (m.cacheOpt?.sharing === CacheSharingOpt.LOCKED) releases.push(await this.deps.cacheLocks.lock(signal, id));
         return { destination: m.dest, mount: { type: "bind", source: dir, options: ["rbind"] }, readonly: m.readonly };
       }

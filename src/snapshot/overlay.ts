@@ -99,7 +99,8 @@ export class OverlaySnapshotter implements Snapshotter {
       if (p.kind !== "committed") throw new KilnError("KILN_SNAPSHOT_PARENT_ACTIVE", `parent snapshot ${parent} of ${id} is not committed`);
     }
     await mkdir(this.snapshotsDir, { recursive: true });
-    const tmp = await mkdtemp(path.join(this.snapshotsDir, `.tmp-${this.key(id)}-`));
+    // The pid in the name lets start-up recovery tell a crashed prepare from a running one.
+    const tmp = await mkdtemp(path.join(this.snapshotsDir, `.tmp-${this.key(id)}-${process.pid}-`));
     try {
       await mkdir(path.join(tmp, "fs"), { mode: 0o755 });
       await mkdir(path.join(tmp, "work"), { mode: 0o700 });
@@ -180,6 +181,49 @@ export class OverlaySnapshotter implements Snapshotter {
     return live;
   }
 
+  /** Every snapshot on disk (complete ones; half-made `prepare` directories are not listed). */
+  async list(): Promise<SnapshotInfo[]> {
+    const names = await readdir(this.snapshotsDir).catch(() => [] as string[]);
+    const out: SnapshotInfo[] = [];
+    for (const n of names) {
+      if (n.startsWith(".")) continue;
+      try {
+        const m = JSON.parse(await readFile(path.join(this.snapshotsDir, n, "meta.json"), "utf8")) as { id: string; parent?: string | null; kind: "active" | "committed" };
+        out.push({ id: m.id, parent: m.parent ?? undefined, kind: m.kind });
+      } catch {
+        // a directory without readable metadata is not a snapshot
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes what processes that died left behind: half-made snapshot directories, mount points
+   * (unmounted first) and the trash. `isDead(pid)` decides whose leftovers they are.
+   */
+  async cleanupStale(isDead: (pid: number) => Promise<boolean>): Promise<{ tmp: number; mounts: number }> {
+    let tmp = 0;
+    let mounts = 0;
+    for (const n of await readdir(this.snapshotsDir).catch(() => [] as string[])) {
+      const pid = /^\.tmp-[0-9a-f]+-(\d+)-/.exec(n)?.[1];
+      if (pid && (await isDead(Number(pid)))) {
+        await rm(path.join(this.snapshotsDir, n), { recursive: true, force: true });
+        tmp++;
+      }
+    }
+    for (const n of await readdir(this.mountRoot).catch(() => [] as string[])) {
+      const pid = /^m-(\d+)-/.exec(n)?.[1];
+      if (!pid || !(await isDead(Number(pid)))) continue;
+      const target = path.join(this.mountRoot, n);
+      await unmount(target).catch(() => {});
+      // Never recursive: if the unmount failed, removing through the mount would destroy a snapshot.
+      await rmdir(target).catch(() => {});
+      mounts++;
+    }
+    await rm(this.trashDir, { recursive: true, force: true });
+    return { tmp, mounts };
+  }
+
   async stat(id: string): Promise<SnapshotInfo | undefined> {
     const m = await this.readMeta(id);
     return m ? { id: m.id, parent: m.parent, kind: m.kind } : undefined;
@@ -221,7 +265,7 @@ export class OverlaySnapshotter implements Snapshotter {
     throwIfAborted(signal);
     const specs = await this.mounts(id, readonly);
     await mkdir(this.mountRoot, { recursive: true });
-    const target = await mkdtemp(path.join(this.mountRoot, "m-"));
+    const target = await mkdtemp(path.join(this.mountRoot, `m-${process.pid}-`));
     try {
       await mountAll(signal, specs, target);
     } catch (err) {

@@ -59,7 +59,7 @@ export class LocalSourceOp implements Op {
       }
     }
     try {
-      const mut = await mgr.newMutable(undefined, `local source for ${this.name}`);
+      const mut = await mgr.newMutable(undefined, `local source for ${this.name}`, "source.local");
       try {
         await this.deps.localDirs.copyTo(signal, this.name, entries, mut.upperDir(), base);
       } catch (err) {

@@ -6,3 +6,4 @@ export * from "./fs.js";
 export * from "./platform.js";
 export * from "./concurrency.js";
 export * from "./proc.js";
+export * from "./units.js";

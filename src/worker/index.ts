@@ -1,3 +1,4 @@
 export * from "./worker.js";
 export * from "./open.js";
 export * from "./emulation.js";
+export * from "./recovery.js";

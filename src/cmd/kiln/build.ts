@@ -127,13 +127,14 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
     }
     const mode = flags.progress === "auto" ? (process.stderr.isTTY ? "tty" : "plain") : flags.progress;
     printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : { write() {} };
-    await using opened = await openWorker({ root, registries: cfg.registries });
+    await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
     const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism });
     const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials() };
     const outputs = localOutputs(req.exporter?.attrs.dest);
     if (req.exporter) delete req.exporter.attrs.dest;
     const res = await controller.solve(ac.signal, req, session, outputs, printer);
     printer.finish?.();
+    await opened.gc.afterBuild(ac.signal);
     if (flags.metadataFile) await writeFile(flags.metadataFile, JSON.stringify(res, null, 2) + "\n");
     return 0;
   } catch (err) {

@@ -1,0 +1,116 @@
+// Start-up recovery: after a crash (kill -9 at any moment) the root holds half-made things —
+// snapshots no ref points at, temp files, mounts, containers. They are removed here, leaving only
+// complete refs, unless another live process sharing the root is still working on them.
+import { readdir, readFile, rm } from "node:fs/promises";
+import path from "node:path";
+import type { MetadataDB } from "../cache/index.js";
+import type { LocalContentStore } from "../content/index.js";
+import type { RuncExecutor } from "../executor/index.js";
+import type { OverlaySnapshotter } from "../snapshot/index.js";
+import { processIsAlive, processStartTime } from "../util/index.js";
+
+export interface RecoveryReport {
+  deadLeases: number;
+  snapshots: number;
+  refs: number;
+  tempDirs: number;
+  mounts: number;
+  containers: number;
+  ingests: number;
+  locks: number;
+}
+
+export interface RecoveryDeps {
+  root: string;
+  db: MetadataDB;
+  snapshotter: OverlaySnapshotter;
+  content: LocalContentStore;
+  executor: RuncExecutor;
+}
+
+/** A pid whose process no longer exists (names of temp files and mounts carry only the pid). */
+async function pidIsDead(pid: number): Promise<boolean> {
+  if (pid === process.pid) return false;
+  return (await processStartTime(pid)) === undefined;
+}
+
+export async function recover(d: RecoveryDeps): Promise<RecoveryReport> {
+  const report: RecoveryReport = { deadLeases: 0, snapshots: 0, refs: 0, tempDirs: 0, mounts: 0, containers: 0, ingests: 0, locks: 0 };
+  // Containers first: they hold mounts of snapshots.
+  report.containers = await d.executor.cleanupStale(pidIsDead);
+  const stale = await d.snapshotter.cleanupStale(pidIsDead);
+  report.tempDirs = stale.tmp;
+  report.mounts = stale.mounts;
+  report.ingests = await d.content.cleanupStale(pidIsDead);
+
+  const live: string[] = [];
+  for (const l of d.db.allLeases()) {
+    if (await processIsAlive(l.pid, l.start)) live.push(l.id);
+    else {
+      d.db.deleteLease(l.id);
+      report.deadLeases++;
+    }
+  }
+  const held = new Set([...d.db.leasedIds("snapshot", live), ...d.db.leasedIds("ref", live)]);
+
+  // Refs whose snapshot is gone (or never finished) can't be served: drop them and their descendants.
+  const refs = d.db.allRefs();
+  const missing = new Set<string>();
+  for (const r of refs) {
+    const info = await d.snapshotter.stat(r.id);
+    if (!info || info.kind !== "committed") missing.add(r.id);
+  }
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const r of refs) {
+      if (!missing.has(r.id) && r.parent && missing.has(r.parent)) {
+        missing.add(r.id);
+        grew = true;
+      }
+    }
+  }
+  if (missing.size > 0) {
+    // Children before parents (the parent column is a foreign key).
+    const order = refs.filter((r) => missing.has(r.id)).sort((a, b) => depth(refs, b.id) - depth(refs, a.id));
+    d.db.transaction(() => order.forEach((r) => d.db.deleteRef(r.id)));
+    report.refs = order.length;
+  }
+
+  // Snapshots no ref records (a crash between prepare and commit, or mid-delete): removed,
+  // children first, unless a live process holds them.
+  const known = new Set(d.db.allRefs().map((r) => r.id));
+  let orphans = (await d.snapshotter.list()).filter((s) => !known.has(s.id) && !held.has(s.id));
+  for (let pass = 0; orphans.length > 0 && pass < 64; pass++) {
+    const next: typeof orphans = [];
+    for (const s of orphans) {
+      try {
+        await d.snapshotter.remove(s.id);
+        report.snapshots++;
+      } catch {
+        next.push(s);
+      }
+    }
+    if (next.length === orphans.length) break;
+    orphans = next;
+  }
+
+  // Key locks left by dead processes would only be taken over later; clear them now.
+  const lockDir = path.join(d.root, "locks");
+  for (const name of await readdir(lockDir).catch(() => [] as string[])) {
+    const text = await readFile(path.join(lockDir, name), "utf8").catch(() => undefined);
+    const [pid, start] = (text ?? "").split(" ");
+    if (pid && start && !(await processIsAlive(Number(pid), start))) {
+      await rm(path.join(lockDir, name), { force: true });
+      report.locks++;
+    }
+  }
+  return report;
+}
+
+function depth(refs: { id: string; parent: string | null }[], id: string): number {
+  const byId = new Map(refs.map((r) => [r.id, r.parent]));
+  let n = 0;
+  for (let cur = byId.get(id); cur; cur = byId.get(cur)) n++;
+  return n;
+}
