@@ -12,14 +12,24 @@ export class KeyLocks {
   constructor(private readonly dir: string) {}
 
   /** Waits until this process holds the lock for `key`; the returned function releases it. */
-  async lock(signal: AbortSignal, key: Digest): Promise<() => Promise<void>> {
-    await mkdir(this.dir, { recursive: true });
-    const file = path.join(this.dir, key.replace(":", "-"));
-    this.selfStart ??= processStartTime(process.pid);
-    const owner = `${process.pid} ${(await this.selfStart) ?? ""}`;
+  async lock(signal: AbortSignal, key: Digest | string): Promise<() => Promise<void>> {
     let delay = 20;
     for (;;) {
       signal.throwIfAborted();
+      const release = await this.tryLock(key);
+      if (release) return release;
+      await sleep(delay, undefined, { signal });
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  /** Takes the lock if it is free (or its holder died); undefined when someone alive holds it. */
+  async tryLock(key: Digest | string): Promise<(() => Promise<void>) | undefined> {
+    await mkdir(this.dir, { recursive: true });
+    const file = path.join(this.dir, key.replace(/[:/]/g, "-"));
+    this.selfStart ??= processStartTime(process.pid);
+    const owner = `${process.pid} ${(await this.selfStart) ?? ""}`;
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const fh = await open(file, "wx");
         try {
@@ -44,8 +54,8 @@ export class KeyLocks {
           continue;
         }
       }
-      await sleep(delay, undefined, { signal });
-      delay = Math.min(delay * 2, 250);
+      return undefined;
     }
+    return undefined;
   }
 }

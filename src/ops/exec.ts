@@ -11,14 +11,14 @@ import { ExitError } from "../executor/types.js";
 import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
 import { KilnError, digestOf, sha256Hex, type Digest } from "../util/index.js";
-import { CacheMountLocks } from "./cachemounts.js";
+import type { KeyLocks } from "../cache/index.js";
 
 export interface ExecOpDeps {
   mgr: CacheManager;
   executor: Executor;
   /** Directory that holds persistent `type=cache` mounts. */
   cacheMountRoot: string;
-  cacheLocks: CacheMountLocks;
+  cacheLocks: KeyLocks;
 }
 
 let containerSeq = 0;
@@ -130,7 +130,24 @@ export class ExecOpRunner implements Op {
       }
       case MountType.CACHE: {
         const id = m.cacheOpt?.ID || m.dest;
-        const key = sha256Hex(id).slice(0, 32);
+        const base = sha256Hex(id).slice(0, 32);
+        let key = base;
+        // Locks are files under the root, so sharing modes hold across processes too.
+        if (m.cacheOpt?.sharing === CacheSharingOpt.LOCKED) {
+          const release = await this.deps.cacheLocks.lock(signal, `cachemount-${base}`);
+          releases.push(() => void release());
+        } else if (m.cacheOpt?.sharing === CacheSharingOpt.PRIVATE) {
+          // Private: the first instance nobody else is using, a new one if all are busy.
+          for (let n = 0; ; n++) {
+            const name = n === 0 ? base : `${base}-${n}`;
+            const release = await this.deps.cacheLocks.tryLock(`cachemount-${name}`);
+            if (release) {
+              key = name;
+              releases.push(() => void release());
+              break;
+            }
+          }
+        }
         const dir = path.join(this.deps.cacheMountRoot, key);
         // Held while in use so GC (here or in another process) leaves it alone; its mtime is its last use.
         releases.push(this.deps.mgr.holdResource("cachemount", key));
@@ -140,14 +157,15 @@ export class ExecOpRunner implements Op {
         await mkdir(dir, { recursive: true });
         const now = new Date();
         await utimes(dir, now, now);
-        if (m.cacheOpt?.sharing === CacheSharingOpt.LOCKED) releases.push(await this.deps.cacheLocks.lock(signal, id));
         return { destination: m.dest, mount: { type: "bind", source: dir, options: ["rbind"] }, readonly: m.readonly };
       }
       case MountType.BIND: {
         let mountRoot: string;
-        if (Number(m.output) >= 0 && !m.readonly) {
+        if (!m.readonly) {
+          // Writable: a layer of its own over the input, committed as an output or (no output,
+          // `RUN --mount=type=bind,rw`) thrown away afterwards.
           const mut = await this.deps.mgr.newMutable(ref, `mount ${m.dest}`);
-          mutables.push({ output: Number(m.output), ref: mut });
+          mutables.push({ output: Number(m.output) >= 0 ? Number(m.output) : -1, ref: mut });
           const am = await mut.mount(signal);
           active.push(am);
           mountRoot = am.path;

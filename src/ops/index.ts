@@ -1,5 +1,4 @@
 export * from "./exec.js";
 export * from "./file.js";
 export * from "./fsops.js";
-export * from "./cachemounts.js";
 export * from "./user.js";

@@ -8,7 +8,7 @@ import type { Executor } from "../executor/types.js";
 import type { Snapshotter } from "../snapshot/types.js";
 import type { Session } from "../session/types.js";
 import type { CacheStore, Op, Vertex } from "../solver/types.js";
-import { ExecOpRunner, FileOpRunner, CacheMountLocks } from "../ops/index.js";
+import { ExecOpRunner, FileOpRunner } from "../ops/index.js";
 import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { pb } from "../api/index.js";
@@ -32,13 +32,14 @@ export class Worker {
   readonly platforms: Platform[];
   /** Results by cache key; locked per key across processes that share the root. */
   readonly store: CacheStore;
-  private readonly cacheLocks = new CacheMountLocks();
+  private readonly cacheLocks: KeyLocks;
 
   constructor(readonly opts: WorkerOptions) {
     this.platform = opts.platform ?? hostPlatform();
     this.platforms = opts.platforms ?? [this.platform];
     const refs = new RefCacheStore(opts.mgr);
     const locks = new KeyLocks(path.join(opts.root, "locks"));
+    this.cacheLocks = locks;
     this.store = {
       load: (signal, key, outputs) => refs.load(signal, key, outputs),
       save: (signal, key, results) => refs.save(signal, key, results),

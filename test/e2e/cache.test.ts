@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
 let env: KilnEnv;
 before(async () => {
@@ -14,19 +14,6 @@ after(async () => {
   await env?.close();
   await stopSharedRegistry();
 });
-
-/** What the plain progress says happened to each step: "DONE", "CACHED" or "ERROR", by step name. */
-export function stepStates(stderr: string): Map<string, string> {
-  const names = new Map<string, string>();
-  const states = new Map<string, string>();
-  for (const line of stderr.split("\n")) {
-    const head = /^#(\d+) (\[.*)$/.exec(line);
-    if (head && !names.has(head[1]!)) names.set(head[1]!, head[2]!);
-    const end = /^#(\d+) (DONE|CACHED|ERROR)\b/.exec(line);
-    if (end && names.has(end[1]!)) states.set(names.get(end[1]!)!, end[2]!);
-  }
-  return states;
-}
 
 function stateOf(states: Map<string, string>, fragment: string): string | undefined {
   for (const [name, st] of states) if (name.includes(fragment)) return st;

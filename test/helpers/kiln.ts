@@ -87,3 +87,16 @@ export async function kilnEnv(): Promise<KilnEnv> {
     },
   };
 }
+
+/** What the plain progress says happened to each step: "DONE", "CACHED" or "ERROR", by step name. */
+export function stepStates(stderr: string): Map<string, string> {
+  const names = new Map<string, string>();
+  const states = new Map<string, string>();
+  for (const line of stderr.split("\n")) {
+    const head = /^#(\d+) (\[.*)$/.exec(line);
+    if (head && !names.has(head[1]!)) names.set(head[1]!, head[2]!);
+    const end = /^#(\d+) (DONE|CACHED|ERROR)\b/.exec(line);
+    if (end && names.has(end[1]!)) states.set(names.get(end[1]!)!, end[2]!);
+  }
+  return states;
+}

@@ -1,6 +1,7 @@
 // Dockerfile → LLB, as BuildKit's dockerfile2llb does it: stages reachable from the target become
 // LLB states; the target's image config (env, cmd, history, …) comes back beside the state.
-import { State, FileAction, image as imageSource, local, ownerFromString, type LLBPlatform, type Constraints, type SourceMapInput } from "../../../llb/index.js";
+import path from "node:path";
+import { State, FileAction, image as imageSource, local, ownerFromString, type LLBPlatform, type Constraints, type MountOpt, type SourceMapInput } from "../../../llb/index.js";
 import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../../api/oci.js";
 import { KilnError, formatPlatform, normalizePlatform, parsePlatform, type Platform, type SourceLocation } from "../../../util/index.js";
 import { parse } from "../parser/index.js";
@@ -391,7 +392,7 @@ function dispatch(st: StageState, cmd: Command, c: Constraints, ctx: DispatchCtx
   }
 }
 
-function dispatchRun(st: StageState, cmd: RunCommand, c: Constraints, _ctx: DispatchCtx): void {
+function dispatchRun(st: StageState, cmd: RunCommand, c: Constraints, ctx: DispatchCtx): void {
   const cfg = st.image.config;
   if (cmd.files.length > 0) throw new KilnError("KILN_UNSUPPORTED", "RUN with heredocs is not supported yet");
   const args = cmd.prependShell ? [...(cfg.Shell ?? defaultShell), cmd.cmdLine.join(" ")] : cmd.cmdLine;
@@ -400,15 +401,58 @@ function dispatchRun(st: StageState, cmd: RunCommand, c: Constraints, _ctx: Disp
   const argPairs: string[] = [];
   for (const [k, v] of st.args) if (v !== undefined && !envNames.has(k)) argPairs.push(`${k}=${v}`);
   const env = [...st.state.env(), ...argPairs];
-  if (cmd.mountSpecs.length > 0) throw new KilnError("KILN_UNSUPPORTED", "RUN --mount is not supported yet");
+  const mounts = runMounts(st, cmd, c, ctx);
   const network = cmd.network === "none" ? "none" : cmd.network === "host" ? "host" : undefined;
   if (cmd.network === "host" || cmd.security === "insecure") {
     throw new KilnError("KILN_ENTITLEMENT", `RUN --${cmd.network === "host" ? "network=host" : "security=insecure"} requires an entitlement that is not granted`);
   }
-  const exec = st.state.run({ ...c, args, env, user: cfg.User ?? "", ...(network ? { network } : {}) });
+  const exec = st.state.run({ ...c, args, env, user: cfg.User ?? "", mounts, ...(network ? { network } : {}) });
   st.state = exec.root();
   const prefix = argPairs.length > 0 ? `|${argPairs.length} ${argPairs.join(" ")} ` : "";
   history(st, `RUN ${prefix}${args.join(" ")} # buildkit`, true);
+}
+
+/** RUN --mount=…: bind, cache and tmpfs mounts lowered to LLB as BuildKit's dockerfile2llb does. */
+function runMounts(st: StageState, cmd: RunCommand, c: Constraints, ctx: DispatchCtx): MountOpt[] {
+  const out: MountOpt[] = [];
+  for (const m of cmd.mounts) {
+    if (m.type === "secret" || m.type === "ssh") throw new KilnError("KILN_UNSUPPORTED", `RUN --mount=type=${m.type} is not supported yet`);
+    let src: State | undefined;
+    // A cache mount without from= starts empty; a bind without from= shows the build context.
+    if (m.from) {
+      const i = ctx.stageByName(m.from, st.index);
+      src = i >= 0 ? ctx.states[i]!.state : imageSource(m.from, { platform: llbPlatform(st.platform) });
+    } else if (m.type === "bind") src = ctx.contextSource;
+    else src = State.scratch();
+    const opt: MountOpt = { dest: "", type: m.type === "tmpfs" ? "tmpfs" : m.type === "cache" ? "cache" : "bind" };
+    if (m.type === "tmpfs") {
+      src = undefined;
+      if (m.sizeLimit > 0) opt.tmpfsSize = m.sizeLimit;
+    }
+    if (m.readOnly) opt.readonly = true;
+    else if (m.type === "bind") opt.noOutput = true;
+    if (m.type === "cache") {
+      const id = m.cacheId || path.posix.normalize(m.target);
+      opt.cacheId = `${ctx.opts.buildArgs.BUILDKIT_CACHE_MOUNT_NS ?? ""}/${id}`;
+      opt.sharing = m.cacheSharing ?? "shared";
+    }
+    const target = m.target.startsWith("/") ? path.posix.normalize(m.target) : path.posix.join("/", st.state.getDir(), m.target);
+    if (target === "/") throw new KilnError("KILN_DOCKERFILE", `invalid mount target "${m.target}"`);
+    opt.dest = target;
+    const selector = path.posix.join("/", m.source);
+    if (selector !== "/") opt.selector = selector;
+    else if (m.uid !== undefined || m.gid !== undefined || m.mode !== undefined) {
+      // Ownership and mode of a mount's root come from a small directory made for it.
+      src = (src ?? State.scratch()).file(FileAction.mkdir("/cache", m.mode ?? 0o755, { owner: { user: { id: m.uid ?? 0 }, group: { id: m.gid ?? 0 } } }), {
+        customName: "[internal] settings cache mount permissions",
+        ...(c.ignoreCache ? { ignoreCache: true } : {}),
+      });
+      opt.selector = "/cache";
+    }
+    if (src) opt.source = src;
+    out.push(opt);
+  }
+  return out;
 }
 
 function dispatchCopy(st: StageState, cmd: CopyCommand | AddCommand, c: Constraints, ctx: DispatchCtx): void {
