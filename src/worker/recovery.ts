@@ -51,6 +51,10 @@ export async function recover(d: RecoveryDeps): Promise<RecoveryReport> {
       report.deadLeases++;
     }
   }
+  // Every process holds a lease until it exits cleanly: without a dead lease or a leftover of a
+  // dead process, nothing crashed and the (slow, per-ref) consistency scan is skipped.
+  const crashed = report.deadLeases + report.containers + report.tempDirs + report.mounts + report.ingests > 0 || d.db.getKV("recovery", "clean") !== "1";
+  if (!crashed) return report;
   const held = new Set([...d.db.leasedIds("snapshot", live), ...d.db.leasedIds("ref", live)]);
 
   // Refs whose snapshot is gone (or never finished) can't be served: drop them and their descendants.
@@ -94,6 +98,8 @@ export async function recover(d: RecoveryDeps): Promise<RecoveryReport> {
     if (next.length === orphans.length) break;
     orphans = next;
   }
+
+  d.db.setKV("recovery", "clean", "1");
 
   // Key locks left by dead processes would only be taken over later; clear them now.
   const lockDir = path.join(d.root, "locks");
