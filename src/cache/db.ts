@@ -208,6 +208,11 @@ export class MetadataDB {
     this.db.transaction(() => ids.forEach((id) => stmt.run(now, id)))();
   }
 
+  /** Deletes every key of a bucket that starts with `prefix`. */
+  deleteKVPrefix(bucket: string, prefix: string): void {
+    this.db.prepare("DELETE FROM kv WHERE bucket = ? AND substr(key, 1, ?) = ?").run(bucket, prefix.length, prefix);
+  }
+
   deleteKV(bucket: string, key: string): void {
     this.db.prepare("DELETE FROM kv WHERE bucket = ? AND key = ?").run(bucket, key);
   }

@@ -11,6 +11,7 @@ import type { ContentStore } from "../content/types.js";
 import { diskUsage } from "../snapshot/index.js";
 import { diskSpaceBytes, processIsAlive, type Digest, type DiskSpace } from "../util/index.js";
 import { KeyLocks } from "./keylock.js";
+import { fileDigestsBucket } from "./contenthash.js";
 import { parseFilters, type Filter } from "./filters.js";
 import type { MetadataDB, RefRecord } from "./db.js";
 import type { CacheManager } from "./refs.js";
@@ -291,6 +292,8 @@ export class GarbageCollector {
     });
     if (!rec) return false;
     this.db.deleteKV("local.entries", r.id);
+    this.db.deleteKV(fileDigestsBucket, r.id);
+    this.db.deleteKVPrefix("contenthash", `${r.id}\0`);
     await this.opts.mgr.snapshotter.remove(r.id).catch(() => undefined);
     if (rec.blobDigest && !this.db.blobInUse(rec.blobDigest)) await this.opts.content.delete(rec.blobDigest as Digest);
     return true;

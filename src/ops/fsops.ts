@@ -4,7 +4,10 @@ import { lstat, mkdir, readdir, readlink, symlink, chmod, lchown, lutimes, copyF
 import type { Stats } from "node:fs";
 import { constants } from "node:fs";
 import path from "node:path";
-import { KilnError, secureJoin, throwIfAborted } from "../util/index.js";
+import { KilnError, mapLimit, secureJoin, throwIfAborted } from "../util/index.js";
+
+const euid = process.geteuid?.() ?? 0;
+const egid = process.getegid?.() ?? 0;
 
 export interface Owner {
   uid: number;
@@ -105,7 +108,7 @@ export async function copy(signal: AbortSignal, srcRoot: string, destRoot: strin
   }
   const destIsDirHint = spec.dest.endsWith("/") || spec.dest.endsWith("/.") || sources.length > 1;
   const destClean = path.posix.normalize("/" + spec.dest);
-  const hardlinks = new Map<string, string>();
+  const hardlinks = new Map<string, Promise<string>>();
   for (const src of sources) {
     const srcPath = await secureJoin(srcRoot, src, spec.followSymlink);
     let st: Stats;
@@ -157,7 +160,7 @@ async function ensureDir(root: string, rel: string, spec: CopySpec): Promise<voi
   }
 }
 
-async function copyTree(signal: AbortSignal, src: string, dest: string, spec: CopySpec, hardlinks: Map<string, string>, merge: boolean): Promise<void> {
+async function copyTree(signal: AbortSignal, src: string, dest: string, spec: CopySpec, hardlinks: Map<string, Promise<string>>, merge: boolean): Promise<void> {
   throwIfAborted(signal);
   const st = await lstat(src);
   let exists = false;
@@ -167,34 +170,52 @@ async function copyTree(signal: AbortSignal, src: string, dest: string, spec: Co
     exists = false;
   }
   if (!exists) await mkdir(dest);
-  for (const name of (await readdir(src)).sort()) {
+  // A directory's entries are copied concurrently: thousands of small files are bound by
+  // syscall round trips, not bandwidth.
+  const names = (await readdir(src)).sort();
+  await mapLimit(names, 32, async (name) => {
     const s = path.join(src, name);
     const d = path.join(dest, name);
     const cst = await lstat(s);
     if (cst.isDirectory()) await copyTree(signal, s, d, spec, hardlinks, false);
-    else await copyEntry(s, d, cst, spec, hardlinks);
-  }
+    else await copyEntry(s, d, cst, spec, hardlinks, !exists);
+  });
   // A merge into an existing destination keeps that directory's own metadata, as BuildKit does.
   if (!merge || !exists) await applyMeta(dest, st, spec, false);
 }
 
-async function copyEntry(src: string, dest: string, st: Stats, spec: CopySpec, hardlinks: Map<string, string>): Promise<void> {
-  try {
-    const old = await lstat(dest);
-    if (old.isDirectory() && !st.isDirectory()) await rm(dest, { recursive: true });
-    else if (!old.isDirectory()) await rm(dest);
-  } catch {
-    // nothing there
+async function copyEntry(src: string, dest: string, st: Stats, spec: CopySpec, hardlinks: Map<string, Promise<string>>, freshDir = false): Promise<void> {
+  // In a directory this copy just created there is nothing to replace.
+  if (!freshDir) {
+    try {
+      const old = await lstat(dest);
+      if (old.isDirectory() && !st.isDirectory()) await rm(dest, { recursive: true });
+      else if (!old.isDirectory()) await rm(dest);
+    } catch {
+      // nothing there
+    }
   }
   if (st.nlink > 1 && !st.isDirectory()) {
     const key = `${st.dev}:${st.ino}`;
     const first = hardlinks.get(key);
     if (first) {
-      await link(first, dest);
+      // Entries are copied concurrently: wait for the first link of the inode to exist.
+      await link(await first, dest);
       return;
     }
-    hardlinks.set(key, dest);
+    let done!: (p: string) => void;
+    hardlinks.set(key, new Promise<string>((r) => (done = r)));
+    try {
+      await copyOne(src, dest, st, spec);
+    } finally {
+      done(dest);
+    }
+    return;
   }
+  await copyOne(src, dest, st, spec);
+}
+
+async function copyOne(src: string, dest: string, st: Stats, spec: CopySpec): Promise<void> {
   if (st.isSymbolicLink()) {
     await symlink(await readlink(src), dest);
   } else if (st.isFile()) {
@@ -209,13 +230,16 @@ async function copyEntry(src: string, dest: string, st: Stats, spec: CopySpec, h
     if (type !== "p") args.push(String(Math.floor(st.rdev / 256) & 0xfff), String((st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)));
     await promisify(execFile)("mknod", args);
   }
-  await applyMeta(dest, st, spec, st.isSymbolicLink());
+  await applyMeta(dest, st, spec, st.isSymbolicLink(), st.isFile());
 }
 
-async function applyMeta(p: string, st: Stats, spec: CopySpec, isLink: boolean): Promise<void> {
+async function applyMeta(p: string, st: Stats, spec: CopySpec, isLink: boolean, copiedFile = false): Promise<void> {
   const owner = spec.owner ?? { uid: st.uid, gid: st.gid };
-  await lchown(p, owner.uid, owner.gid);
-  if (!isLink) await chmod(p, spec.mode ?? st.mode & 0o7777);
+  // New files belong to us (root); chown only to someone else. chown clears setuid bits, so
+  // it comes before the mode.
+  if (owner.uid !== euid || owner.gid !== egid) await lchown(p, owner.uid, owner.gid);
+  // copyFile already gave a file its source's mode bits.
+  if (!isLink && !(copiedFile && spec.mode === undefined && (owner.uid === euid && owner.gid === egid))) await chmod(p, spec.mode ?? st.mode & 0o7777);
   const t = spec.timestamp ?? st.mtimeMs / 1000;
   await lutimes(p, spec.timestamp ?? st.atimeMs / 1000, t);
 }

@@ -1,10 +1,11 @@
 // local://NAME: a directory the client offers (the build context), copied into a snapshot.
 // Keyed on the selected files' metadata, so an unchanged context is not copied again; the copies
 // made from it are keyed on content (see the file op), so a `touch` still hits their cache.
-import type { CacheManager, ImmutableRef } from "../cache/index.js";
+import path from "node:path";
+import { fileDigest, fileDigestsBucket, type CacheManager, type ImmutableRef } from "../cache/index.js";
 import type { LocalBase, LocalDirs, LocalEntry, SyncOptions } from "../session/types.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
-import { KilnError, digestOf } from "../util/index.js";
+import { KilnError, digestOf, mapLimit } from "../util/index.js";
 
 const lastLocalBucket = "local.last";
 const lastLocalEntriesBucket = "local.entries";
@@ -66,7 +67,24 @@ export class LocalSourceOp implements Op {
         await mut.discard();
         throw err;
       }
+      // Content digests of the files, for the copies' cache keys: unchanged files keep the digest
+      // the last snapshot recorded, so only what changed is read.
+      const prevDigests = last ? mgr.db.getKV(fileDigestsBucket, last.id) : undefined;
+      const prev = prevDigests ? (JSON.parse(prevDigests) as Record<string, string>) : {};
+      const digests: Record<string, string> = {};
+      const upper = mut.upperDir();
+      await mapLimit(
+        entries.filter((e) => e.type === "file"),
+        16,
+        async (e) => {
+          const p = `/${e.path}`;
+          const b = base?.entries.get(e.path);
+          const same = b && b.type === e.type && b.mode === e.mode && b.size === e.size && b.mtimeMs === e.mtimeMs;
+          digests[p] = (same && prev[p]) || (await fileDigest(path.join(upper, e.path)));
+        },
+      );
       const ref = await mut.commit();
+      mgr.db.setKV(fileDigestsBucket, ref.id, JSON.stringify(digests));
       if (lastKey) {
         mgr.db.setKV(lastLocalEntriesBucket, ref.id, JSON.stringify(entries));
         mgr.db.setKV(lastLocalBucket, lastKey, ref.id);
