@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { writeFile, access } from "node:fs/promises";
 import { loadConfig } from "../config.js";
 import { localOutputs, parseOutputSpec } from "../outputs.js";
-import { PlainPrinter, TtyPrinter } from "./progress.js";
+import { PlainPrinter, RawJsonPrinter, TtyPrinter } from "./progress.js";
 import { printError } from "./errors.js";
 import { Controller, type SolveRequest } from "../../control/index.js";
 import { openWorker } from "../../worker/index.js";
@@ -126,7 +126,7 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
       });
     }
     const mode = flags.progress === "auto" ? (process.stderr.isTTY ? "tty" : "plain") : flags.progress;
-    printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : { write() {} };
+    printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : mode === "rawjson" ? new RawJsonPrinter(process.stderr) : { write() {} };
     await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
     const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism });
     const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials() };
