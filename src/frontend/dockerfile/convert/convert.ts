@@ -336,16 +336,23 @@ function dispatch(st: StageState, cmd: Command, c: Constraints, ctx: DispatchCtx
       const ports: string[] = [];
       for (const p of cmd.ports) {
         for (const word of ctx.lex.processWords(p, ctx.env)) {
-          const spec = word.includes("/") ? word.toLowerCase() : `${word}/tcp`;
-          cfg.ExposedPorts[spec] = {};
-          ports.push(spec);
+          // docker/go-connections' ParsePortSpecs: a range stands for each port in it.
+          const [num, proto = "tcp"] = word.toLowerCase().split("/") as [string, string | undefined];
+          const range = /^(\d+)-(\d+)$/.exec(num);
+          const nums = range ? Array.from({ length: Math.max(0, Number(range[2]) - Number(range[1]) + 1) }, (_, i) => String(Number(range[1]) + i)) : [num];
+          for (const n of nums) {
+            cfg.ExposedPorts[`${n}/${proto}`] = {};
+            ports.push(`${n}/${proto}`);
+          }
         }
       }
-      history(st, `EXPOSE map[${ports.map((p) => `${p}:{}`).join(" ")}]`, false);
+      // Go prints the map sorted by key.
+      history(st, `EXPOSE map[${[...new Set(ports)].sort().map((p) => `${p}:{}`).join(" ")}]`, false);
       return;
     }
     case "cmd": {
       cfg.Cmd = commandArgs(cmd, cfg);
+      cfg.ArgsEscaped = true;
       st.cmdSet = true;
       history(st, `CMD ${goQuoteList(cfg.Cmd)}`, false);
       return;
@@ -358,7 +365,7 @@ function dispatch(st: StageState, cmd: Command, c: Constraints, ctx: DispatchCtx
     }
     case "shell":
       cfg.Shell = cmd.shell;
-      history(st, `SHELL ${goQuoteList(cmd.shell)}`, false);
+      history(st, `SHELL [${cmd.shell.join(" ")}]`, false);
       return;
     case "stopsignal":
       cfg.StopSignal = cmd.signal;
@@ -367,7 +374,7 @@ function dispatch(st: StageState, cmd: Command, c: Constraints, ctx: DispatchCtx
     case "volume":
       cfg.Volumes ??= {};
       for (const v of cmd.volumes) cfg.Volumes[v] = {};
-      history(st, `VOLUME ${goQuoteList(cmd.volumes)}`, false);
+      history(st, `VOLUME [${cmd.volumes.join(" ")}]`, false);
       return;
     case "healthcheck": {
       const h = cmd.health;
@@ -377,12 +384,13 @@ function dispatch(st: StageState, cmd: Command, c: Constraints, ctx: DispatchCtx
       if (h.startPeriod) cfg.Healthcheck.StartPeriod = h.startPeriod;
       if (h.startInterval) cfg.Healthcheck.StartInterval = h.startInterval;
       if (h.retries) cfg.Healthcheck.Retries = h.retries;
-      history(st, `HEALTHCHECK ${goQuoteList(h.test)}`, false);
+      // Go's %q of the *HealthConfig: &{Test Interval Timeout StartPeriod Retries}.
+      history(st, `HEALTHCHECK &{${goQuoteList(h.test)} ${JSON.stringify(goDuration(h.interval ?? 0))} ${JSON.stringify(goDuration(h.timeout ?? 0))} ${JSON.stringify(goDuration(h.startPeriod ?? 0))} ${goQuoteRune(h.retries ?? 0)}}`, false);
       return;
     }
     case "onbuild":
+      // BuildKit records ONBUILD in the config only, not in the history.
       (cfg.OnBuild ??= []).push(cmd.expression);
-      history(st, `ONBUILD ${cmd.expression}`, false);
       return;
     case "run":
       return dispatchRun(st, cmd, c, ctx);
@@ -494,7 +502,8 @@ function dispatchCopy(st: StageState, cmd: CopyCommand | AddCommand, c: Constrai
   }
   st.state = st.state.file(action!, c);
   void cfg;
-  history(st, `${cmd.code.replace(/^\S+/, cmd.kind.toUpperCase())} # buildkit`, true);
+  // As BuildKit: the instruction, its (expanded) sources and destination, no flags.
+  history(st, `${cmd.kind.toUpperCase()} ${[...cmd.sourcePaths, cmd.destPath].join(" ")} # buildkit`, true);
 }
 
 function commandArgs(cmd: ShellDependantCmdLine, cfg: ContainerConfig): string[] {
@@ -547,7 +556,7 @@ function stageEnv(st: StageState, globalArgs: Map<string, string | undefined>, p
 }
 
 function emptyImage(p: Platform): StageState["image"] {
-  const img: StageState["image"] = { architecture: p.architecture, os: p.os, config: { Env: [defaultPathEnv] }, rootfs: { type: "layers", diff_ids: [] } };
+  const img: StageState["image"] = { architecture: p.architecture, os: p.os, config: { Env: [defaultPathEnv], WorkingDir: "/" }, rootfs: { type: "layers", diff_ids: [] } };
   if (p.variant) img.variant = p.variant;
   return img;
 }
@@ -564,3 +573,34 @@ function cloneImage(img: StageState["image"]): StageState["image"] {
 }
 
 export type { ArgCommand };
+
+/** Go's time.Duration String() for a count of nanoseconds: "5s", "1m30s", "1.5s", "0s". */
+function goDuration(ns: number): string {
+  if (ns === 0) return "0s";
+  const neg = ns < 0;
+  let u = Math.abs(ns);
+  let out: string;
+  if (u < 1e9) {
+    out = u < 1e3 ? `${u}ns` : u < 1e6 ? `${trimZeros(u / 1e3)}µs` : `${trimZeros(u / 1e6)}ms`;
+  } else {
+    const h = Math.floor(u / 3600e9);
+    u -= h * 3600e9;
+    const m = Math.floor(u / 60e9);
+    u -= m * 60e9;
+    out = `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${trimZeros(u / 1e9)}s`;
+  }
+  return neg ? `-${out}` : out;
+}
+
+function trimZeros(n: number): string {
+  return n.toFixed(9).replace(/\.?0+$/, "");
+}
+
+/** Go's %q of an integer: a quoted character literal ('\x04', 'A'). */
+function goQuoteRune(n: number): string {
+  const named: Record<number, string> = { 7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 39: "\\'", 92: "\\\\" };
+  if (named[n]) return `'${named[n]}'`;
+  if (n >= 32 && n < 127) return `'${String.fromCharCode(n)}'`;
+  if (n < 128) return `'\\x${n.toString(16).padStart(2, "0")}'`;
+  return `'${String.fromCodePoint(n)}'`;
+}
