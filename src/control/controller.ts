@@ -4,7 +4,8 @@ import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { loadDefinition } from "../llb/index.js";
 import type { ImmutableRef } from "../cache/index.js";
-import { resolveExporter, type ExportOutputs } from "../exporter/index.js";
+import { makeBuildInfo, resolveExporter, type ExportOutputs, type ExporterInstance } from "../exporter/index.js";
+import type { RegistryHostConfig } from "../remotes/index.js";
 import type { Frontend, FrontendBridge } from "../frontend/index.js";
 import type { Session } from "../session/types.js";
 import { Solver, VertexError, type ProgressWriter } from "../solver/index.js";
@@ -18,12 +19,27 @@ export interface SolveRequest {
   frontend?: string;
   frontendAttrs?: Record<string, string>;
   exporter?: { type: string; attrs: Record<string, string> };
+  /** Several exporters in one solve (BuildKit ≥ 0.13's `Exporters`); used instead of `exporter` when set. */
+  exporters?: { type: string; attrs: Record<string, string> }[];
 }
 
 export interface ControllerOptions {
   worker: Worker;
   frontends: Record<string, Frontend>;
   maxParallelism: number;
+  /** `[registry."host"]` settings, for exporters that push. */
+  registries?: Record<string, RegistryHostConfig>;
+}
+
+/** SOURCE_DATE_EPOCH and BUILDKIT_BUILDINFO build args reach the exporter unless it sets them itself (BuildKit's control.Solve). */
+function exporterAttrs(attrs: Record<string, string>, frontendAttrs: Record<string, string>): Record<string, string> {
+  const out = { ...attrs };
+  const epoch = frontendAttrs["build-arg:SOURCE_DATE_EPOCH"];
+  if (epoch !== undefined && out["source-date-epoch"] === undefined && ["image", "registry", "oci", "docker"].includes(attrs.type ?? "")) out["source-date-epoch"] = epoch;
+  const bi = frontendAttrs["build-arg:BUILDKIT_BUILDINFO"];
+  if (bi && out.buildinfo === undefined) out.buildinfo = bi;
+  delete out.type;
+  return out;
 }
 
 export class Controller {
@@ -37,11 +53,18 @@ export class Controller {
     return this.opts.worker;
   }
 
-  async solve(signal: AbortSignal, req: SolveRequest, session: Session, outputs: ExportOutputs | undefined, progress: ProgressWriter): Promise<Record<string, string>> {
+  /** `outputs`: one destination, or one per entry of `req.exporters`. */
+  async solve(signal: AbortSignal, req: SolveRequest, session: Session, outputs: ExportOutputs | undefined | (ExportOutputs | undefined)[], progress: ProgressWriter): Promise<Record<string, string>> {
     const worker = this.opts.worker;
-    // Validate the exporter before any work starts.
-    const exporter = req.exporter ? resolveExporter(req.exporter.type, req.exporter.attrs, { mgr: worker.mgr, content: worker.content }) : undefined;
-    if (exporter?.needsOutput && !outputs) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${exporter.type} needs a destination (dest=...)`);
+    // Validate the exporters before any work starts.
+    const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
+    const fattrs = req.frontendAttrs ?? {};
+    const exporters: { exp: ExporterInstance; out: ExportOutputs | undefined }[] = specs.map((e, i) => {
+      const exp = resolveExporter(e.type, exporterAttrs({ ...e.attrs, type: e.type }, fattrs), { mgr: worker.mgr, content: worker.content, registries: this.opts.registries });
+      const out = Array.isArray(outputs) ? outputs[i] : outputs;
+      if (exp.needsOutput && !out) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${exp.type} needs a destination (dest=...)`);
+      return { exp, out };
+    });
     const held: ImmutableRef[] = [];
     try {
       let definition = req.definition;
@@ -57,8 +80,12 @@ export class Controller {
       }
       const ref = definition ? await this.solveDefinition(signal, definition, session, progress) : undefined;
       if (ref) held.push(ref);
-      if (!exporter) return {};
-      return await exporter.export(signal, { ref, config }, outputs!, progress);
+      if (exporters.length === 0) return {};
+      const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
+      const buildInfo = makeBuildInfo(req.frontend, fattrs, sources);
+      const res: Record<string, string> = {};
+      for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials }, out, progress));
+      return res;
     } finally {
       await Promise.allSettled(held.map((r) => r.release()));
     }

@@ -4,3 +4,7 @@ export * from "./image.js";
 export * from "./layers.js";
 export * from "./gojson.js";
 export * from "./ocilayout.js";
+export * from "./attrs.js";
+export * from "./progress.js";
+export * as compression from "./compression/index.js";
+export * from "./buildinfo.js";

@@ -2,13 +2,32 @@
 import type { Writable } from "node:stream";
 import type { ImmutableRef } from "../cache/index.js";
 import type { ImageConfig } from "../api/oci.js";
+import type { CredentialProvider } from "../remotes/index.js";
 import type { ProgressWriter } from "../solver/types.js";
+
+/** A source the build used, for the `moby.buildkit.buildinfo.v1` config entry. */
+export interface BuildSource {
+  type: "docker-image" | "git" | "http";
+  ref: string;
+  pin: string;
+}
+
+/** What a build was made from (BuildKit's deprecated but still written build info). */
+export interface BuildInfo {
+  frontend?: string;
+  /** The frontend attributes that shape the result (build args, labels, target, …). */
+  attrs?: Record<string, string>;
+  sources: BuildSource[];
+}
 
 export interface ExportSource {
   /** The result's filesystem; undefined for an empty (scratch) result. */
   ref: ImmutableRef | undefined;
   /** The image config the frontend produced (`containerimage.config`), without rootfs. */
   config?: Partial<ImageConfig>;
+  buildInfo?: BuildInfo;
+  /** The client's credentials (pushes). */
+  credentials?: CredentialProvider;
 }
 
 /** A destination that appears only when committed: nothing is left behind on failure. */
@@ -35,5 +54,5 @@ export interface ExporterInstance {
   readonly type: string;
   /** True when the exporter writes to `dest` (a file, stdout or a directory). */
   readonly needsOutput: boolean;
-  export(signal: AbortSignal, src: ExportSource, outputs: ExportOutputs, progress: ProgressWriter): Promise<Record<string, string>>;
+  export(signal: AbortSignal, src: ExportSource, outputs: ExportOutputs | undefined, progress: ProgressWriter): Promise<Record<string, string>>;
 }

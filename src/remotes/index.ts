@@ -7,4 +7,4 @@ export { registryEndpoints, isLocalhost, type RegistryEndpoint } from "./hosts.j
 export { parseChallenges, type Challenge } from "./auth.js";
 export { DockerConfigCredentials, dockerHubAuthKey, type DockerConfigCredentialsOptions } from "./credentials.js";
 export { pullImage, choosePlatform, type PullOptions, type PulledImage } from "./pull.js";
-export { pushImage, type PushImageOptions } from "./push.js";
+export { pushImage, withRetry, isRetryable, type PushImageOptions, type PushProgress, type RetryOptions } from "./push.js";

@@ -2,9 +2,9 @@
 import { Command, Option } from "commander";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { writeFile, access } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import { loadConfig } from "../config.js";
-import { localOutputs, parseOutputSpec } from "../outputs.js";
+import { localOutputs, parseOutputSpec, writeMetadataFile } from "../outputs.js";
 import { PlainPrinter, RawJsonPrinter, TtyPrinter } from "./progress.js";
 import { printError } from "./errors.js";
 import { Controller, type SolveRequest } from "../../control/index.js";
@@ -95,13 +95,38 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
   if (flags.target) attrs.target = flags.target;
   if (flags.platform) attrs.platform = flags.platform;
   if (flags.cache === false) attrs["no-cache"] = "";
+  // buildx passes SOURCE_DATE_EPOCH from the environment as a build argument.
+  if (process.env.SOURCE_DATE_EPOCH !== undefined && attrs["build-arg:SOURCE_DATE_EPOCH"] === undefined) attrs["build-arg:SOURCE_DATE_EPOCH"] = process.env.SOURCE_DATE_EPOCH;
   const req: SolveRequest = { frontend, frontendAttrs: attrs };
-  if (flags.output.length > 1) throw new KilnError("KILN_FLAGS", "only one --output is supported for now");
-  if (flags.output[0]) req.exporter = parseOutputSpec(flags.output[0]);
-  else if (flags.tag.length > 0 || flags.push) {
-    throw new KilnError("KILN_FLAGS", "-t/--push need the image exporter, which is not built yet; use -o type=oci,dest=FILE", { hint: "see issue: every output" });
-  }
+  const exporters = exportersFromFlags(flags);
+  if (exporters.length === 1) req.exporter = exporters[0];
+  else if (exporters.length > 1) req.exporters = exporters;
   return { req, dirs };
+}
+
+/**
+ * `--output` specs plus the porcelain: `-t NAME` names the image (the image exporter, which records
+ * the name, unless an oci/docker/image output is given to carry it) and `--push` pushes it.
+ */
+export function exportersFromFlags(flags: Pick<BuildFlags, "output" | "tag" | "push">): { type: string; attrs: Record<string, string> }[] {
+  const exporters = flags.output.map(parseOutputSpec);
+  const name = flags.tag.join(",");
+  if (flags.tag.length === 0 && !flags.push) return exporters;
+  const image = exporters.find((e) => e.type === "image" || e.type === "registry");
+  if (image) {
+    if (name && image.attrs.name === undefined) image.attrs.name = name;
+    if (flags.push && image.attrs.push === undefined) image.attrs.push = "true";
+    return exporters;
+  }
+  const tarballs = exporters.filter((e) => e.type === "oci" || e.type === "docker");
+  if (!flags.push && tarballs.length > 0) {
+    for (const e of tarballs) if (name && e.attrs.name === undefined) e.attrs.name = name;
+    return exporters;
+  }
+  const attrs: Record<string, string> = {};
+  if (name) attrs.name = name;
+  if (flags.push) attrs.push = "true";
+  return [...exporters, { type: "image", attrs }];
 }
 
 async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFlags): Promise<number> {
@@ -128,14 +153,15 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
     const mode = flags.progress === "auto" ? (process.stderr.isTTY ? "tty" : "plain") : flags.progress;
     printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : mode === "rawjson" ? new RawJsonPrinter(process.stderr) : { write() {} };
     await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
-    const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism });
+    const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries });
     const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials() };
-    const outputs = localOutputs(req.exporter?.attrs.dest);
-    if (req.exporter) delete req.exporter.attrs.dest;
+    const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
+    const outputs = specs.map((e) => localOutputs(e.attrs.dest));
+    for (const e of specs) delete e.attrs.dest;
     const res = await controller.solve(ac.signal, req, session, outputs, printer);
     printer.finish?.();
     await opened.gc.afterBuild(ac.signal);
-    if (flags.metadataFile) await writeFile(flags.metadataFile, JSON.stringify(res, null, 2) + "\n");
+    if (flags.metadataFile) await writeMetadataFile(flags.metadataFile, res);
     return 0;
   } catch (err) {
     printer.finish?.();
