@@ -170,6 +170,12 @@ export function parseImageCommit(type: ExporterType, attrs: Record<string, strin
     const target = a.type === "index" ? g.index : a.type === "index-descriptor" ? g.indexDescriptor : a.type === "manifest" ? g.manifest : g.manifestDescriptor;
     target[a.key] = v;
   }
+  // kiln builds one platform per solve, and BuildKit refuses index annotations for those: say so now.
+  for (const [, a] of group) {
+    if (Object.keys(a.index).length > 0 || Object.keys(a.indexDescriptor).length > 0) {
+      throw new KilnError("KILN_EXPORTER_ATTR", "index annotations not supported for single platform export", { hint: "use annotation.* or annotation-manifest-descriptor.* for a single-platform image" });
+    }
+  }
   const type_ = parseCompressionType(attrs.compression ?? "gzip");
   const level = parseCompressionLevel(type_, attrs["compression-level"]);
   const compression: CompressionConfig = { type: type_, force: parseBool("force-compression", attrs["force-compression"], false) };
