@@ -15,13 +15,29 @@ import { KilnError } from "../util/index.js";
 class HandleWriter extends Writable {
   private pos = 0;
   constructor(private readonly fh: FileHandle) {
-    super({ highWaterMark: 1 << 20 });
+    super({ highWaterMark: 4 << 20 });
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.writeAll(chunk).then(() => cb(), cb);
   }
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
-    this.writeAll(Buffer.concat(chunks.map((c) => c.chunk))).then(() => cb(), cb);
+    this.writeMany(chunks.map((c) => c.chunk)).then(() => cb(), cb);
+  }
+  private async writeMany(bufs: Buffer[]): Promise<void> {
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    const { bytesWritten } = await this.fh.writev(bufs, this.pos);
+    this.pos += bytesWritten;
+    // A short vectored write: finish the rest piece by piece.
+    let skip = bytesWritten;
+    if (skip === total) return;
+    for (const b of bufs) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      await this.writeAll(b.subarray(skip));
+      skip = 0;
+    }
   }
   private async writeAll(b: Buffer): Promise<void> {
     let off = 0;

@@ -91,7 +91,8 @@ async function pushNames(signal: AbortSignal, deps: ExporterDeps, src: ExportSou
   const hosts: Record<string, RegistryHostConfig> = { ...(deps.registries ?? {}) };
   const refs = names.map((n) => parseReference(n));
   if (opts.insecure) for (const r of refs) hosts[r.domain] = { ...hosts[r.domain], insecure: true, http: true };
-  const resolver = new RegistryResolver({ hosts, credentials: src.credentials, chunkSize: 32 << 20 });
+  // Blobs over 16 MiB go up in 16 MiB PATCH requests (bounded memory; proxies with body limits).
+  const resolver = new RegistryResolver({ hosts, credentials: src.credentials, chunkSize: 16 << 20 });
   try {
     const pushedRepos = new Map<string, string[]>();
     for (const [i, ref] of refs.entries()) {
@@ -125,7 +126,7 @@ async function pushNames(signal: AbortSignal, deps: ExporterDeps, src: ExportSou
         if (err instanceof KilnError && err.code === "KILN_CANCELED") throw err;
         throw new KilnError(err instanceof KilnError ? err.code : "KILN_PUSH", `failed to push ${names[i]}: ${(err as Error).message}`, { cause: err, hint: err instanceof KilnError ? err.hint : undefined });
       }
-      v.step(`pushed ${target}`, async () => undefined).catch(() => undefined);
+      v.note(`pushed ${target}`);
       pushedRepos.set(ref.domain, [...(pushedRepos.get(ref.domain) ?? []), ref.path]);
     }
   } finally {
@@ -254,8 +255,9 @@ async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix
     for await (const chunk of child.stdout) {
       if (!out.write(chunk as Buffer)) await new Promise<void>((r) => out.once("drain", () => r()));
     }
-  } finally {
+  } catch (err) {
     if (child.exitCode === null) child.kill();
+    throw err;
   }
   const code = await exited;
   if (code !== 0) throw new KilnError("KILN_EXPORTER", `tar exited with ${code}: ${stderr.trim()}`);

@@ -82,7 +82,8 @@ async function ensureBlob(signal: AbortSignal, mgr: CacheManager, content: Conte
       }
     } else {
       const diff = writeDiff(signal, mgr.snapshotter, ref.id, opts.rewriteTimestamp !== undefined ? { rewriteTimestamp: opts.rewriteTimestamp } : {});
-      blob = await compressInto(signal, content, diff, opts.compression);
+      // A diff's chunks are fresh buffers nobody reuses: compressors may take them over.
+      blob = await compressInto(signal, content, diff, opts.compression, { ownsChunks: true });
     }
     mgr.db.setKV(blobsBucket, key, JSON.stringify(blob));
     if (!own && opts.rewriteTimestamp === undefined) {

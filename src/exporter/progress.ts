@@ -27,6 +27,12 @@ export class ExportVertex {
     }
   }
 
+  /** A status line that is already done (a fact worth showing: "pushed NAME"). */
+  note(id: string): void {
+    const now = new Date();
+    this.progress.write({ statuses: [{ id, vertex: this.digest, current: 0, started: now, completed: now }] });
+  }
+
   done(err?: unknown): void {
     const v = { digest: this.digest, name: this.name, inputs: [], started: this.started, completed: new Date() };
     this.progress.write({ vertexes: [err === undefined ? v : { ...v, error: errorMessage(err) }] });

@@ -40,10 +40,28 @@ function deflateRaw(data: Buffer, opts: zlib.ZlibOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => zlib.deflateRaw(data, opts, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
+const sampleSize = 16 << 10;
+const sampleCount = 4;
+
+/**
+ * True when samples spread over the block do not compress even at level 1 (random or already
+ * compressed data). zlib would end up storing such a block after a costly search for matches;
+ * storing it directly gives the same size in a fraction of the time. The decision depends only on
+ * the block's bytes, so output stays reproducible.
+ */
+async function incompressible(block: Buffer): Promise<boolean> {
+  if (block.length < sampleSize * sampleCount * 2) return false;
+  const step = Math.floor((block.length - sampleSize) / (sampleCount - 1));
+  const samples = Buffer.concat(Array.from({ length: sampleCount }, (_, i) => block.subarray(i * step, i * step + sampleSize)));
+  const out = await deflateRaw(samples, { level: 1 });
+  return out.length >= samples.length * 0.99;
+}
+
 /** Compresses one block as raw deflate, continuing the stream after `dictionary`; ends byte-aligned and not final. */
-function deflateBlock(block: Buffer, dictionary: Buffer | undefined, level: number): Promise<Buffer> {
-  const opts: zlib.ZlibOptions = { level, finishFlush: zlib.constants.Z_SYNC_FLUSH };
-  if (dictionary) opts.dictionary = dictionary;
+async function deflateBlock(block: Buffer, dictionary: Buffer | undefined, level: number): Promise<Buffer> {
+  const stored = level > 0 && (await incompressible(block));
+  const opts: zlib.ZlibOptions = { level: stored ? 0 : level, finishFlush: zlib.constants.Z_SYNC_FLUSH };
+  if (dictionary && !stored) opts.dictionary = dictionary;
   return deflateRaw(block, opts);
 }
 

@@ -7,7 +7,9 @@ import { KilnError, type Digest } from "../../util/index.js";
 import { gzipParallel } from "./gzip.js";
 import { EstargzWriter, StoreUncompressedSizeAnnotation, TOCJSONDigestAnnotation } from "./estargz.js";
 import { zstdCompress, zstdDecompress } from "./zstd.js";
-import { Tap, throughTransform, type ByteSource } from "./stream.js";
+import { Tap, readAhead, throughTransform, type ByteSource } from "./stream.js";
+
+const stageBuffer = 8 << 20;
 
 export type CompressionType = "uncompressed" | "gzip" | "estargz" | "zstd";
 export const compressionTypes: readonly CompressionType[] = ["uncompressed", "gzip", "estargz", "zstd"];
@@ -72,8 +74,16 @@ export interface CompressedBlob {
 }
 
 /** Compresses an uncompressed layer tar into the content store (temp → verify → fsync → rename). */
-export async function compressInto(signal: AbortSignal, content: ContentStore, tar: ByteSource, cfg: Pick<CompressionConfig, "type" | "level">): Promise<CompressedBlob> {
+export async function compressInto(
+  signal: AbortSignal,
+  content: ContentStore,
+  input: ByteSource,
+  cfg: Pick<CompressionConfig, "type" | "level">,
+  opts: { ownsChunks?: boolean } = {},
+): Promise<CompressedBlob> {
   const tap = new Tap();
+  // Reading the layer, compressing it and writing the blob overlap, each with a few MiB in hand.
+  const tar = readAhead(input, stageBuffer);
   let estargz: EstargzWriter | undefined;
   let out: AsyncIterable<Buffer>;
   switch (cfg.type) {
@@ -81,7 +91,7 @@ export async function compressInto(signal: AbortSignal, content: ContentStore, t
       out = gzipParallel(tap.run(tar), { level: cfg.level });
       break;
     case "zstd":
-      out = zstdCompress(tap.run(tar), cfg.level);
+      out = zstdCompress(tap.run(tar), cfg.level, { transferChunks: opts.ownsChunks === true });
       break;
     case "estargz":
       estargz = new EstargzWriter({ level: cfg.level });
@@ -90,7 +100,7 @@ export async function compressInto(signal: AbortSignal, content: ContentStore, t
     default:
       out = tap.run(tar);
   }
-  const info = await content.ingest(signal, out);
+  const info = await content.ingest(signal, readAhead(out, stageBuffer));
   const blob: CompressedBlob = { digest: info.digest, size: info.size, diffId: tap.digest() as Digest, mediaType: layerMediaTypeFor(cfg.type) };
   if (estargz) {
     const r = estargz.result;
@@ -118,4 +128,4 @@ export function decompressed(source: ByteSource, mediaType: string): AsyncIterab
 export { gzipParallel, gzipMember, defaultGzipBlockSize } from "./gzip.js";
 export { zstdCompress, zstdDecompress, zstdLevel } from "./zstd.js";
 export { EstargzWriter, readTOC, parseFooter, footerBytes, TOCJSONDigestAnnotation, StoreUncompressedSizeAnnotation, TOCTarName, type JTOC, type TOCEntry } from "./estargz.js";
-export { blocks, Tap, type ByteSource } from "./stream.js";
+export { blocks, readAhead, Tap, type ByteSource } from "./stream.js";

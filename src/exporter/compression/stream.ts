@@ -33,6 +33,35 @@ export async function* blocks(source: ByteSource, size: number): AsyncGenerator<
 }
 
 /**
+ * Like `blocks`, without copying: each block is the list of (views of) the input chunks that make
+ * up exactly `size` bytes (the last block may be shorter).
+ */
+export async function* blockParts(source: ByteSource, size: number): AsyncGenerator<Buffer[]> {
+  let parts: Buffer[] = [];
+  let fill = 0;
+  for await (const chunk of source) {
+    let b = asBuffer(chunk);
+    while (b.length > 0) {
+      const n = Math.min(size - fill, b.length);
+      parts.push(n === b.length ? b : b.subarray(0, n));
+      fill += n;
+      b = b.subarray(n);
+      if (fill === size) {
+        yield parts;
+        parts = [];
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) yield parts;
+}
+
+/** True when the view covers its whole ArrayBuffer, so handing the buffer over loses nothing else. */
+export function ownsMemory(b: Uint8Array): boolean {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer);
+}
+
+/**
  * Keeps up to `window` jobs running while results are taken in submission order: `submit` waits
  * for room, `drain` yields what is finished. Jobs that fail after the consumer gave up are
  * swallowed (their error already surfaced, or nobody is listening).
@@ -93,5 +122,62 @@ export class Tap {
 
   digest(): `sha256:${string}` {
     return `sha256:${this.hash.digest("hex")}`;
+  }
+}
+
+/**
+ * Pulls from `source` ahead of the consumer, holding at most about `maxBytes`, so the stages of a
+ * pipeline (read, compress, write) overlap instead of taking turns. Stopping early stops the source.
+ */
+export async function* readAhead(source: ByteSource, maxBytes: number): AsyncGenerator<Buffer> {
+  const it = source[Symbol.asyncIterator]();
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let done = false;
+  let stopped = false;
+  let failure: { err: unknown } | undefined;
+  let wakeConsumer: (() => void) | undefined;
+  let wakeProducer: (() => void) | undefined;
+  const pump = (async () => {
+    try {
+      for (;;) {
+        while (queued >= maxBytes && !stopped) await new Promise<void>((r) => (wakeProducer = r));
+        if (stopped) return;
+        const r = await it.next();
+        if (r.done) return;
+        const b = asBuffer(r.value);
+        queue.push(b);
+        queued += b.length;
+        wakeConsumer?.();
+        wakeConsumer = undefined;
+      }
+    } catch (err) {
+      failure = { err };
+    } finally {
+      done = true;
+      wakeConsumer?.();
+      wakeConsumer = undefined;
+    }
+  })();
+  try {
+    for (;;) {
+      const b = queue.shift();
+      if (b) {
+        queued -= b.length;
+        wakeProducer?.();
+        wakeProducer = undefined;
+        yield b;
+        continue;
+      }
+      if (failure) throw failure.err;
+      if (done) return;
+      await new Promise<void>((r) => (wakeConsumer = r));
+    }
+  } finally {
+    stopped = true;
+    wakeProducer?.();
+    wakeProducer = undefined;
+    await pump;
+    if (!done || failure || queue.length > 0) await it.return?.(undefined);
   }
 }
