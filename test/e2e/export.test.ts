@@ -146,6 +146,30 @@ describe("export: image exporter and registries", () => {
   });
 });
 
+describe("export: insecure registries and cacheonly", () => {
+  it("registry.insecure=true pushes to a TLS registry with a self-signed certificate; without it the push is refused", async () => {
+    const tls = await startRegistry({ tls: true });
+    try {
+      const refused = await env.run(["build", ctx, "-o", `type=image,name=${tls.host}/kiln/tls:v1,push=true`]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, new RegExp(`failed to push ${tls.host}/kiln/tls:v1`));
+      const md = path.join(env.tmp, "tls-md.json");
+      const ok = await env.run(["build", ctx, "-o", `type=image,name=${tls.host}/kiln/tls:v1,push=true,registry.insecure=true`, "--metadata-file", md]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal((await skopeoDir(`${tls.host}/kiln/tls:v1`)).digest, (await metadata(md))["containerimage.digest"]);
+    } finally {
+      await tls.stop();
+    }
+  });
+
+  it("cacheonly builds and exports nothing", async () => {
+    const md = path.join(env.tmp, "cacheonly-md.json");
+    const r = await env.run(["build", ctx, "-o", "type=cacheonly", "--metadata-file", md]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await metadata(md), {});
+  });
+});
+
 describe("export: tarballs, directories, stdout, files", () => {
   it("oci tarball: skopeo oci-archive, umoci unpack; tar=false layout: skopeo oci:", async () => {
     const out = path.join(env.tmp, "img.oci.tar");
