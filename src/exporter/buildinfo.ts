@@ -19,10 +19,14 @@ export function filterBuildInfoAttrs(attrs: Record<string, string>): Record<stri
 /** A source op's identifier and attributes → a pinned build source, when it has a pin. */
 export function buildSourceOf(identifier: string, attrs: Record<string, string> = {}): BuildSource | undefined {
   if (identifier.startsWith("docker-image://")) {
-    const ref = identifier.slice("docker-image://".length);
-    const at = ref.indexOf("@");
+    const full = identifier.slice("docker-image://".length);
+    const at = full.indexOf("@");
     if (at < 0) return undefined;
-    return { type: "docker-image", ref, pin: ref.slice(at + 1) };
+    // BuildKit records the name as the Dockerfile named it (tag, no digest), pinned by the digest;
+    // a reference given by digest alone keeps it.
+    const name = full.slice(0, at);
+    const tagged = name.lastIndexOf(":") > name.lastIndexOf("/");
+    return { type: "docker-image", ref: tagged ? name : full, pin: full.slice(at + 1) };
   }
   if (identifier.startsWith("git://")) {
     const pin = attrs["git.commit"] ?? attrs["git.fullurl"];
