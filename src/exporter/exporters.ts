@@ -2,10 +2,11 @@
 // oci and docker (tarball to a file or stdout, or a layout directory), tar and local (the
 // result's files), cacheonly (nothing). Attributes are all checked when the exporter is resolved,
 // before the build starts.
-import { mkdir } from "node:fs/promises";
 import { spawn } from "node:child_process";
-import { readdir } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import path from "node:path";
+import type { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { CacheManager } from "../cache/index.js";
 import type { ContentStore } from "../content/types.js";
 import type { Descriptor } from "../api/oci.js";
@@ -233,7 +234,7 @@ function filesExporter(type: "local" | "tar", platformSplit: boolean): ExporterI
 }
 
 /** Streams `dir`'s contents as a tar (GNU tar, sorted, numeric owners, PAX with file capabilities). */
-async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix: string | undefined, out: NodeJS.WritableStream): Promise<void> {
+async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix: string | undefined, out: Writable): Promise<void> {
   const names = dir ? (await readdir(dir)).sort() : [];
   if (names.length === 0 && !prefix) {
     // An empty result: an empty archive (GNU tar refuses to write one).
@@ -252,9 +253,8 @@ async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix
   });
   exited.catch(() => undefined);
   try {
-    for await (const chunk of child.stdout) {
-      if (!out.write(chunk as Buffer)) await new Promise<void>((r) => out.once("drain", () => r()));
-    }
+    // The destination stays open: committing it is the caller's.
+    await pipeline(child.stdout, out, { end: false });
   } catch (err) {
     if (child.exitCode === null) child.kill();
     throw err;
