@@ -15,6 +15,8 @@ export interface KilnConfig {
   grpc: { address: string[]; gid?: number; tls?: { cert?: string; key?: string; ca?: string } };
   /** `[worker.oci]` gc, gckeepstorage, reservedSpace/maxUsedSpace/minFreeSpace and `[[worker.oci.gcpolicy]]`. */
   gc: { enabled: boolean; policies: GCPolicy[] };
+  /** `insecure-entitlements`: what builds may be granted with --allow ("network.host", "security.insecure"). */
+  insecureEntitlements: string[];
 }
 
 export const defaultRoot = "/var/lib/kiln";
@@ -30,7 +32,7 @@ function strings(v: unknown): string[] | undefined {
 }
 
 export async function loadConfig(file: string | undefined): Promise<KilnConfig> {
-  const cfg: KilnConfig = { root: defaultRoot, debug: false, maxParallelism: os.availableParallelism(), registries: {}, grpc: { address: [] }, gc: { enabled: true, policies: defaultGCPolicies({}) } };
+  const cfg: KilnConfig = { root: defaultRoot, debug: false, maxParallelism: os.availableParallelism(), registries: {}, grpc: { address: [] }, gc: { enabled: true, policies: defaultGCPolicies({}) }, insecureEntitlements: [] };
   if (!file) return cfg;
   let text: string;
   try {
@@ -46,6 +48,7 @@ export async function loadConfig(file: string | undefined): Promise<KilnConfig> 
   }
   if (typeof doc.root === "string") cfg.root = doc.root;
   if (typeof doc.debug === "boolean") cfg.debug = doc.debug;
+  cfg.insecureEntitlements = strings(doc["insecure-entitlements"]) ?? [];
   const grpc = asRecord(doc.grpc);
   cfg.grpc.address = strings(grpc.address) ?? [];
   if (typeof grpc.gid === "number") cfg.grpc.gid = grpc.gid;

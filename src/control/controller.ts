@@ -9,7 +9,7 @@ import type { RegistryHostConfig } from "../remotes/index.js";
 import type { Frontend, FrontendBridge } from "../frontend/index.js";
 import type { Session } from "../session/types.js";
 import { Solver, VertexError, type ProgressWriter } from "../solver/index.js";
-import type { Worker } from "../worker/index.js";
+import { grantEntitlements, type Entitlement, type Worker } from "../worker/index.js";
 import { KilnError, secureJoin, parsePlatform, type Platform } from "../util/index.js";
 import type { ImageConfig } from "../api/oci.js";
 
@@ -21,6 +21,8 @@ export interface SolveRequest {
   exporter?: { type: string; attrs: Record<string, string> };
   /** Several exporters in one solve (BuildKit ≥ 0.13's `Exporters`); used instead of `exporter` when set. */
   exporters?: { type: string; attrs: Record<string, string> }[];
+  /** Privileges the build asks for (`--allow`): "network.host", "security.insecure". */
+  entitlements?: string[];
 }
 
 export interface ControllerOptions {
@@ -29,6 +31,8 @@ export interface ControllerOptions {
   maxParallelism: number;
   /** `[registry."host"]` settings, for exporters that push. */
   registries?: Record<string, RegistryHostConfig>;
+  /** Entitlements builds may be granted (buildkitd.toml `insecure-entitlements`). */
+  entitlements?: string[];
 }
 
 /** SOURCE_DATE_EPOCH and BUILDKIT_BUILDINFO build args reach the exporter unless it sets them itself (BuildKit's control.Solve). */
@@ -65,6 +69,7 @@ export class Controller {
       if (exp.needsOutput && !out) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${exp.type} needs a destination (dest=...)`);
       return { exp, out };
     });
+    const entitlements = grantEntitlements(req.entitlements ?? [], this.opts.entitlements ?? []);
     const held: ImmutableRef[] = [];
     try {
       let definition = req.definition;
@@ -73,12 +78,12 @@ export class Controller {
         const fe = this.opts.frontends[req.frontend];
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
-        const res = await fe.solve(signal, this.bridge(session, progress, held), { attrs, sessionId: session.id, buildPlatform: worker.platform });
+        const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements), { attrs, sessionId: session.id, buildPlatform: worker.platform });
         definition = res.definition;
         const cfg = res.metadata["containerimage.config"];
         if (cfg) config = JSON.parse(Buffer.from(cfg).toString("utf8")) as Partial<ImageConfig>;
       }
-      const ref = definition ? await this.solveDefinition(signal, definition, session, progress) : undefined;
+      const ref = definition ? await this.solveDefinition(signal, definition, session, progress, entitlements) : undefined;
       if (ref) held.push(ref);
       if (exporters.length === 0) return {};
       const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
@@ -91,9 +96,9 @@ export class Controller {
     }
   }
 
-  private async solveDefinition(signal: AbortSignal, definition: Uint8Array, session: Session, progress: ProgressWriter): Promise<ImmutableRef | undefined> {
+  private async solveDefinition(signal: AbortSignal, definition: Uint8Array, session: Session, progress: ProgressWriter, entitlements: ReadonlySet<Entitlement>): Promise<ImmutableRef | undefined> {
     const loaded = loadDefinition(definition);
-    const root = this.opts.worker.load(loaded, session);
+    const root = this.opts.worker.load(loaded, session, entitlements);
     if (!root) return undefined;
     try {
       return (await this.solver.solve(signal, root.vertex, root.index, progress)) as ImmutableRef;
@@ -103,11 +108,11 @@ export class Controller {
     }
   }
 
-  private bridge(session: Session, progress: ProgressWriter, held: ImmutableRef[]): FrontendBridge {
+  private bridge(session: Session, progress: ProgressWriter, held: ImmutableRef[], entitlements: ReadonlySet<Entitlement>): FrontendBridge {
     const refs = new Map<string, ImmutableRef | undefined>();
     return {
       solve: async (signal, def) => {
-        const ref = await this.solveDefinition(signal, def, session, progress);
+        const ref = await this.solveDefinition(signal, def, session, progress, entitlements);
         if (ref) held.push(ref);
         const id = randomBytes(8).toString("hex");
         refs.set(id, ref);

@@ -257,6 +257,8 @@ export class RuncExecutor implements Executor {
         user,
         hostname,
         network: opts.network,
+        insecure: opts.security === "insecure",
+        boundingCaps: opts.security === "insecure" ? await ownBoundingCaps() : undefined,
         hostsPath,
         resolvConfPath: resolvPath,
         mounts,
@@ -419,5 +421,15 @@ export class RuncExecutor implements Executor {
       }
       await new Promise((res) => setTimeout(res, 20));
     }
+  }
+}
+
+/** This process's capability bounding set, from /proc/self/status. */
+async function ownBoundingCaps(): Promise<bigint | undefined> {
+  try {
+    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(await readFile("/proc/self/status", "utf8"));
+    return m ? BigInt(`0x${m[1]}`) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -139,6 +139,10 @@ export interface SpecInput {
   user: ResolvedUser;
   hostname: string;
   network: NetworkMode;
+  /** security.insecure: BuildKit's WithInsecureSpec plus writable sysfs and cgroupfs. */
+  insecure?: boolean;
+  /** The capabilities this process may hand on (its bounding set, bit per capability number). */
+  boundingCaps?: bigint;
   hostsPath: string;
   resolvConfPath: string;
   /** The exec's own mounts, already in runtime form and in the order runc must mount them. */
@@ -190,5 +194,28 @@ export function generateSpec(input: SpecInput): OciSpec {
     },
   };
   if (input.rlimits && input.rlimits.length > 0) spec.process.rlimits = input.rlimits;
+  if (input.insecure) makeInsecure(spec, input.boundingCaps);
   return spec;
+}
+
+/** Every capability up to CAP_CHECKPOINT_RESTORE, as BuildKit's insecure mode grants them. */
+export const ALL_CAPABILITIES = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+  "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+  "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+  "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
+  "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+  "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+function makeInsecure(spec: OciSpec, bounding: bigint | undefined): void {
+  // A capability this process lacks cannot be granted (runc would fail to apply it).
+  const caps = ALL_CAPABILITIES.filter((_, n) => bounding === undefined || ((bounding >> BigInt(n)) & 1n) === 1n);
+  spec.process.capabilities = { bounding: [...caps], effective: [...caps], permitted: [...caps] };
+  spec.linux.maskedPaths = [];
+  spec.linux.readonlyPaths = [];
+  spec.linux.resources.devices = [{ allow: true, access: "rwm" }];
+  for (const m of spec.mounts) {
+    if (m.type === "sysfs" || m.type === "cgroup") m.options = m.options.filter((o) => o !== "ro");
+  }
 }

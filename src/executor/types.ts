@@ -29,6 +29,8 @@ export interface RunOptions {
   process: ProcessSpec;
   hostname?: string;
   network: NetworkMode;
+  /** "insecure" (RUN --security=insecure): all capabilities and devices, /sys and cgroups writable. */
+  security?: "sandbox" | "insecure";
   extraHosts?: { host: string; ip: string }[];
   stdout?: Writable;
   stderr?: Writable;

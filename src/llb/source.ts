@@ -179,6 +179,71 @@ export function http(url: string, opts: HttpOptions = {}): State {
   return State.fromOutput(new SourceVertex(url, attrs, opts, caps).output);
 }
 
+export interface GitOptions extends Constraints {
+  keepGitDir?: boolean;
+  /** Secret names for http(s) auth; default GIT_AUTH_TOKEN / GIT_AUTH_HEADER, as Go's llb.Git. */
+  authTokenSecret?: string;
+  authHeaderSecret?: string;
+  knownSSHHosts?: string;
+  /** SSH agent id for ssh remotes; default "default". */
+  mountSSHSock?: string;
+}
+
+/**
+ * `git://<remote without scheme>#<ref>` source (Go's llb.Git): `git.fullurl` keeps the real URL
+ * (https:// assumed without a scheme); ssh remotes ask for an agent socket.
+ */
+export function git(remote: string, ref: string, opts: GitOptions = {}): State {
+  let url = remote.split("#")[0]!;
+  const { remote: bare, protocol } = parseGitProtocol(remote);
+  let id = bare;
+  if (protocol === "ssh") {
+    const i = bare.indexOf(":");
+    if (i >= 0) id = `${bare.slice(0, i)}/${bare.slice(i + 1)}`;
+  }
+  if (protocol === "unknown") url = "https://" + url;
+  if (ref !== "") id += "#" + ref;
+  const attrs = new Map<string, string>();
+  const caps: string[] = [];
+  if (opts.keepGitDir) {
+    attrs.set("git.keepgitdir", "true");
+    caps.push("source.git.keepgitdir");
+  }
+  if (url !== "") {
+    attrs.set("git.fullurl", url);
+    caps.push("source.git.fullurl");
+  }
+  const token = opts.authTokenSecret ?? "GIT_AUTH_TOKEN";
+  const header = opts.authHeaderSecret ?? "GIT_AUTH_HEADER";
+  if (token !== "") attrs.set("git.authtokensecret", token);
+  if (header !== "") attrs.set("git.authheadersecret", header);
+  if (protocol === "ssh") {
+    if (opts.knownSSHHosts) attrs.set("git.knownsshhosts", opts.knownSSHHosts);
+    caps.push("source.git.knownsshhosts");
+    attrs.set("git.mountsshsock", opts.mountSSHSock || "default");
+    caps.push("source.git.mountsshsock");
+  }
+  caps.push("source.git");
+  return State.fromOutput(new SourceVertex(`git://${id}`, attrs, opts, caps).output);
+}
+
+/** gitutil.ParseProtocol: strips the scheme (and an ssh user) and names the protocol. */
+export function parseGitProtocol(remote: string): { remote: string; protocol: "http" | "https" | "git" | "ssh" | "unknown" } {
+  let protocol: "http" | "https" | "git" | "ssh" | "unknown" = "unknown";
+  for (const [prefix, p] of [["http://", "http"], ["https://", "https"], ["git://", "git"], ["ssh://", "ssh"]] as const) {
+    if (remote.startsWith(prefix)) {
+      remote = remote.slice(prefix.length);
+      protocol = p;
+    }
+  }
+  if (protocol === "unknown" && /^[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:/.test(remote)) protocol = "ssh";
+  if (protocol === "ssh") {
+    const at = remote.indexOf("@");
+    if (at >= 0) remote = remote.slice(at + 1);
+  }
+  return { remote, protocol };
+}
+
 /** json.Marshal of a string list: Go escapes <, > and & (and U+2028/9) where JSON.stringify does not. */
 function goJSON(v: string[]): string {
   return JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);

@@ -4,7 +4,7 @@ import { mkdir, utimes } from "node:fs/promises";
 import path from "node:path";
 import { Writable } from "node:stream";
 import type { ExecOp, Mount } from "../api/index.js";
-import { MountType, NetMode, CacheSharingOpt } from "../api/index.js";
+import { MountType, NetMode, CacheSharingOpt, SecurityMode, type ProxyEnv } from "../api/index.js";
 import type { CacheManager, ImmutableRef, MutableRef } from "../cache/index.js";
 import type { ContainerMount, Executor, NetworkMode } from "../executor/types.js";
 import { ExitError } from "../executor/types.js";
@@ -80,9 +80,10 @@ export class ExecOpRunner implements Op {
           rootfs,
           rootfsReadonly: root.readonly,
           mounts,
-          process: { args: meta.args, env: meta.env, cwd: meta.cwd || "/", user: meta.user },
+          process: { args: meta.args, env: [...meta.env, ...proxyEnvList(meta.proxyEnv)], cwd: meta.cwd || "/", user: meta.user },
           hostname: meta.hostname || undefined,
           network: net,
+          security: this.execOp.security === SecurityMode.INSECURE ? "insecure" : "sandbox",
           extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
           stdout,
           stderr,
@@ -190,6 +191,21 @@ export class ExecOpRunner implements Op {
         throw new KilnError("KILN_UNSUPPORTED", `mount type ${MountType[m.mountType] ?? m.mountType} is not supported yet`);
     }
   }
+}
+
+/** Proxy settings as both spellings of each variable, after the op's own env (BuildKit's proxyEnvList). */
+function proxyEnvList(p: ProxyEnv | undefined): string[] {
+  if (!p) return [];
+  const out: string[] = [];
+  const add = (name: string, v: string) => {
+    if (v) out.push(`${name}=${v}`, `${name.toLowerCase()}=${v}`);
+  };
+  add("HTTP_PROXY", p.httpProxy);
+  add("HTTPS_PROXY", p.httpsProxy);
+  add("FTP_PROXY", p.ftpProxy);
+  add("NO_PROXY", p.noProxy);
+  add("ALL_PROXY", p.allProxy);
+  return out;
 }
 
 /** Keeps the last lines of a process's output for error messages. */

@@ -14,6 +14,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { pb } from "../api/index.js";
 import { KilnError, digestOf, formatPlatform, hostPlatform, type Digest, type Platform } from "../util/index.js";
 import { canRun, emulationHint } from "./emulation.js";
+import { validateEntitlements, type Entitlement } from "./entitlements.js";
 
 export interface WorkerOptions {
   root: string;
@@ -59,8 +60,11 @@ export class Worker {
     return this.opts.images;
   }
 
-  /** Builds the vertex graph of a definition; returns its root, or undefined for an empty result. */
-  load(def: LoadedDefinition, session: Session): { vertex: Vertex; index: number } | undefined {
+  /**
+   * Builds the vertex graph of a definition; returns its root, or undefined for an empty result.
+   * Execs needing an entitlement not in `entitlements` are refused before anything runs.
+   */
+  load(def: LoadedDefinition, session: Session, entitlements: ReadonlySet<Entitlement> = new Set()): { vertex: Vertex; index: number } | undefined {
     if (!def.root) return undefined;
     const built = new Map<string, Vertex>();
     const build = (digest: string): Vertex => {
@@ -69,6 +73,7 @@ export class Worker {
       const lop = def.ops.get(digest);
       if (!lop) throw new KilnError("KILN_LLB", `invalid definition: missing op ${digest}`);
       this.checkPlatform(lop);
+      validateEntitlements(lop, entitlements);
       const inputs = lop.inputs.map((i) => ({ vertex: build(i.digest), index: i.index }));
       const v: Vertex = {
         digest: digest as Digest,
@@ -121,12 +126,18 @@ export class Worker {
         }
         throw new KilnError("KILN_UNSUPPORTED", `source ${id} is not supported yet`);
       }
-      case "exec":
+      case "exec": {
+        // Proxy variables reach the process but not the cache key, as in BuildKit.
+        const meta = op.value.meta;
+        const key = meta?.proxyEnv
+          ? digestOf(toBinary(pb.OpSchema, create(pb.OpSchema, { ...lop.op, inputs: [], op: { case: "exec", value: { ...op.value, meta: { ...meta, proxyEnv: undefined } } } })))
+          : digest;
         return new ExecOpRunner(
           { mgr: this.opts.mgr, executor: this.opts.executor, cacheMountRoot: path.join(this.opts.root, "cachemounts"), cacheLocks: this.cacheLocks },
-          digest,
+          key,
           op.value,
         );
+      }
       case "file":
         return new FileOpRunner({ mgr: this.opts.mgr }, digest, op.value, lop.inputs.length);
       default:

@@ -32,6 +32,7 @@ interface BuildFlags {
   opt: string[];
   metadataFile?: string;
   push?: boolean;
+  allow: string[];
 }
 
 export interface GlobalFlags {
@@ -58,6 +59,7 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--local <name=dir>", "local directory for the frontend (repeatable)", collect, [])
     .option("--opt <k=v>", "frontend option (repeatable)", collect, [])
     .option("--metadata-file <file>", "write the build result's metadata as JSON")
+    .option("--allow <entitlement>", "allow an extra privilege: network.host, security.insecure (repeatable)", collect, [])
     .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
       setExit(await build(program.opts<GlobalFlags>(), ctxPath, flags));
     });
@@ -98,6 +100,7 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
   // buildx passes SOURCE_DATE_EPOCH from the environment as a build argument.
   if (process.env.SOURCE_DATE_EPOCH !== undefined && attrs["build-arg:SOURCE_DATE_EPOCH"] === undefined) attrs["build-arg:SOURCE_DATE_EPOCH"] = process.env.SOURCE_DATE_EPOCH;
   const req: SolveRequest = { frontend, frontendAttrs: attrs };
+  if (flags.allow.length > 0) req.entitlements = flags.allow;
   const exporters = exportersFromFlags(flags);
   if (exporters.length === 1) req.exporter = exporters[0];
   else if (exporters.length > 1) req.exporters = exporters;
@@ -153,7 +156,7 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
     const mode = flags.progress === "auto" ? (process.stderr.isTTY ? "tty" : "plain") : flags.progress;
     printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : mode === "rawjson" ? new RawJsonPrinter(process.stderr) : { write() {} };
     await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
-    const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries });
+    const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries, entitlements: cfg.insecureEntitlements });
     const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials() };
     const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
     const outputs = specs.map((e) => localOutputs(e.attrs.dest));
