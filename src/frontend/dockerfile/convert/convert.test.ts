@@ -1,0 +1,201 @@
+// The converter's LLB shapes, checked against what BuildKit's dockerfile2llb emits for the same
+// Dockerfile: mounts of every type, heredocs, --link merges, remote sources, stage reachability.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { MountType, NetMode, SecurityMode, CacheSharingOpt } from "../../../api/index.js";
+import type { ExecOp, FileOp, SourceOp } from "../../../api/index.js";
+import { loadDefinition, type LoadedDefinition, type LoadedOp } from "../../../llb/index.js";
+import { KilnError, type Platform } from "../../../util/index.js";
+import { convertDockerfile, type ConvertOptions } from "./convert.js";
+
+const amd64: Platform = { os: "linux", architecture: "amd64" };
+const digest = "sha256:" + "ab".repeat(32);
+
+function imageConfig(extra: Record<string, unknown> = {}): Uint8Array {
+  return Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: ["sha256:" + "cd".repeat(32)] }, config: { Env: ["PATH=/bin"] }, ...extra }));
+}
+
+async function convert(dockerfile: string, extra: Partial<ConvertOptions> = {}, configs: Record<string, Uint8Array> = {}) {
+  const resolved: string[] = [];
+  const res = await convertDockerfile(AbortSignal.timeout(5000), {
+    dockerfile,
+    filename: "Dockerfile",
+    buildArgs: {},
+    labels: {},
+    buildPlatform: amd64,
+    targetPlatform: amd64,
+    contextName: "context",
+    sessionId: "sess",
+    excludePatterns: [],
+    noCache: false,
+    resolveImageConfig: async (ref) => {
+      resolved.push(ref);
+      const cfg = configs[ref];
+      if (cfg === undefined && /nosuch|buildr/.test(ref)) throw new Error("not found");
+      return { ref, digest, config: cfg ?? imageConfig() };
+    },
+    ...extra,
+  });
+  const def = loadDefinition(res.state.marshal({ platform: amd64 }).toBinary());
+  return { res, def, resolved };
+}
+
+/** The definition's ops of one kind, inputs before the ops that use them. */
+function ops(def: LoadedDefinition, kind: "exec" | "file" | "source" | "merge"): LoadedOp[] {
+  const order: LoadedOp[] = [];
+  const seen = new Set<string>();
+  const visit = (d: string) => {
+    if (seen.has(d)) return;
+    seen.add(d);
+    const o = def.ops.get(d)!;
+    for (const i of o.inputs) visit(i.digest);
+    order.push(o);
+  };
+  visit(def.root!.digest);
+  return order.filter((o) => o.op.op.case === kind);
+}
+const exec = (o: LoadedOp) => o.op.op.value as ExecOp;
+const file = (o: LoadedOp) => o.op.op.value as FileOp;
+const source = (o: LoadedOp) => o.op.op.value as SourceOp;
+const name = (o: LoadedOp) => o.metadata?.description["llb.customname"];
+
+void test("RUN --mount of each type becomes BuildKit's mount shape", async () => {
+  const { def, resolved } = await convert(
+    [
+      "FROM busybox AS gen",
+      "RUN touch /x",
+      "FROM busybox",
+      "WORKDIR /w",
+      "RUN --mount=type=cache,target=/c,sharing=locked,uid=5,mode=0700 --mount=type=cache,id=shared,target=rel \\",
+      "    --mount=type=bind,from=gen,source=/x,target=/g --mount=type=bind,target=/ctx,rw --mount=type=bind,from=alpine,target=/a \\",
+      "    --mount=type=tmpfs,target=/t,size=1m --mount=type=secret,id=tok --mount=type=secret,id=k,env=KEY \\",
+      "    --mount=type=ssh --mount=type=ssh,id=other,target=/s,mode=0666 true",
+    ].join("\n"),
+    { buildArgs: { BUILDKIT_CACHE_MOUNT_NS: "ns" } },
+  );
+  assert.ok(resolved.includes("docker.io/library/alpine:latest"), "an image named by from= is resolved and pinned");
+  const runs = ops(def, "exec").map(exec);
+  const run = runs.find((e) => e.meta!.args.at(-1) === "true")!;
+  const byDest = new Map(run.mounts.map((m) => [m.dest, m]));
+  const c = byDest.get("/c")!;
+  assert.equal(c.mountType, MountType.CACHE);
+  assert.equal(c.cacheOpt!.ID, "ns//c");
+  assert.equal(c.cacheOpt!.sharing, CacheSharingOpt.LOCKED);
+  assert.equal(c.selector, "/cache", "uid/mode come from a directory made for the mount");
+  const rel = byDest.get("/w/rel")!;
+  assert.equal(rel.cacheOpt!.ID, "ns/shared");
+  assert.equal(rel.input, -1n, "a cache mount without from= starts on scratch");
+  assert.equal(byDest.get("/g")!.selector, "/x");
+  assert.equal(byDest.get("/g")!.readonly, true);
+  const ctx = byDest.get("/ctx")!;
+  assert.equal(ctx.readonly, false);
+  assert.equal(ctx.output, -1n, "rw binds discard their writes");
+  assert.equal(byDest.get("/t")!.mountType, MountType.TMPFS);
+  assert.equal(byDest.get("/t")!.TmpfsOpt!.size, 1048576n);
+  const tok = byDest.get("/run/secrets/tok")!;
+  assert.equal(tok.mountType, MountType.SECRET);
+  assert.deepEqual([tok.secretOpt!.ID, tok.secretOpt!.mode, tok.secretOpt!.optional], ["tok", 0o400, true]);
+  assert.deepEqual(
+    run.secretenv.map((s) => [s.ID, s.name]),
+    [["k", "KEY"]],
+  );
+  assert.equal(byDest.get("/run/buildkit/ssh_agent.0")!.SSHOpt!.ID, "");
+  assert.equal(byDest.get("/s")!.SSHOpt!.mode, 0o666);
+  assert.ok(run.meta!.env.includes("SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0"));
+  const permissions = ops(def, "file").find((o) => name(o) === "[internal] settings cache mount permissions")!;
+  const mk = file(permissions).actions[0]!.action;
+  assert.equal(mk.case, "mkdir");
+  assert.equal(mk.case === "mkdir" && mk.value.mode, 0o700);
+});
+
+void test("--network and --security set the exec's modes", async () => {
+  const { def } = await convert("FROM busybox\nRUN --network=none true\nRUN --network=host --security=insecure true\n");
+  const [a, b] = ops(def, "exec").map(exec);
+  assert.deepEqual([a!.network, a!.security], [NetMode.NONE, SecurityMode.SANDBOX]);
+  assert.deepEqual([b!.network, b!.security], [NetMode.HOST, SecurityMode.INSECURE]);
+});
+
+void test("RUN heredocs: inline script, shebang file mounted at /dev/pipes, shell heredoc passed through", async () => {
+  const { def } = await convert("FROM busybox\nRUN <<EOF\necho a\nEOF\nRUN <<EOT\n#!/bin/sh\necho b\nEOT\nRUN cat <<X >/f\nc\nX\n");
+  const runs = ops(def, "exec").map(exec);
+  assert.deepEqual(runs.map((r) => r.meta!.args), [
+    ["/bin/sh", "-c", "echo a\n"],
+    ["/bin/sh", "-c", "/dev/pipes/EOT"],
+    ["/bin/sh", "-c", "cat <<X >/f\nc\nX"],
+  ]);
+  const pipes = runs[1]!.mounts.find((m) => m.dest === "/dev/pipes/")!;
+  assert.deepEqual([pipes.readonly, pipes.selector], [true, "/"]);
+});
+
+void test("COPY --link copies onto scratch and merges; ADD of URLs and git repos use their sources", async () => {
+  const { def, res } = await convert(
+    [
+      "FROM busybox",
+      "COPY --link --chown=app:staff a.txt /dst/",
+      "ADD --checksum=sha256:" + "0".repeat(64) + " https://example.com/files/x.tar.gz /dl/",
+      "ADD --keep-git-dir https://example.com/org/repo.git#v1:sub /src",
+      "COPY --parents --exclude=*.md docs/./guide/*.txt /out/",
+    ].join("\n"),
+  );
+  const merge = ops(def, "merge");
+  assert.equal(merge.length, 1);
+  assert.match(name(merge[0]!)!, /LINK COPY --link --chown=app:staff a.txt \/dst\//);
+  const srcs = ops(def, "source").map(source);
+  const httpSrc = srcs.find((s) => s.identifier.startsWith("https://"))!;
+  assert.deepEqual(httpSrc.attrs, { "http.checksum": "sha256:" + "0".repeat(64), "http.filename": "x.tar.gz" });
+  const gitSrc = srcs.find((s) => s.identifier.startsWith("git://"))!;
+  assert.equal(gitSrc.identifier, "git://example.com/org/repo.git#v1:sub");
+  assert.equal(gitSrc.attrs["git.keepgitdir"], "true");
+  assert.equal(gitSrc.attrs["git.fullurl"], "https://example.com/org/repo.git");
+  const copies = ops(def, "file").flatMap((o) => file(o).actions.map((a) => a.action)).filter((a) => a.case === "copy").map((a) => a.value);
+  const linked = copies.find((c) => c.src === "/a.txt")!;
+  assert.equal(linked.owner?.user?.user.case, "byName");
+  const dl = copies.find((c) => c.src === "/x.tar.gz")!;
+  assert.equal(dl.attemptUnpackDockerCompatibility, false, "remote files are never unpacked");
+  const parents = copies.find((c) => c.includePatterns.length > 0)!;
+  assert.deepEqual([parents.src, parents.includePatterns, parents.excludePatterns], ["/docs", ["guide/*.txt"], ["*.md"]]);
+  assert.deepEqual(
+    res.image.history!.map((h) => h.created_by),
+    [
+      "COPY a.txt /dst/ # buildkit",
+      "ADD https://example.com/files/x.tar.gz /dl/ # buildkit",
+      "ADD https://example.com/org/repo.git#v1:sub /src # buildkit",
+      "COPY docs/./guide/*.txt /out/ # buildkit",
+    ],
+  );
+});
+
+void test("only stages the target needs are resolved; unknown --from images fail with a suggestion", async () => {
+  const { resolved } = await convert("FROM nosuch-unused AS unused\nRUN false\nFROM busybox\nRUN true\n");
+  assert.deepEqual(resolved, ["docker.io/library/busybox:latest"]);
+  await assert.rejects(convert("FROM busybox AS builder\nFROM busybox\nCOPY --from=buildr /x /x\n"), (err: unknown) => {
+    assert.ok(err instanceof KilnError);
+    assert.equal(err.message, "buildr: not found (did you mean builder?)");
+    assert.equal(err.location?.startLine, 3);
+    return true;
+  });
+  await assert.rejects(convert("FROM busybox\nCOPY --from=3 /x /x\n"), /invalid stage index 3/);
+  await assert.rejects(convert("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n"), /circular dependency detected on stage: a/);
+  await assert.rejects(convert("FROM busybox\n", { target: "nope" }), /target stage nope could not be found/);
+});
+
+void test("ONBUILD triggers of a base run in the stage that uses it and leave the config", async () => {
+  const base = imageConfig({ config: { Env: ["PATH=/bin"], OnBuild: ["RUN echo triggered", "ENV FROM_TRIGGER=1"] } });
+  const { def, res } = await convert("FROM onbuild-base\nRUN echo own\n", {}, { "docker.io/library/onbuild-base:latest": base });
+  assert.deepEqual(
+    ops(def, "exec").map((o) => exec(o).meta!.args.at(-1)),
+    ["echo triggered", "echo own"],
+  );
+  assert.equal(res.image.config!.OnBuild, null);
+  assert.ok(res.image.config!.Env!.includes("FROM_TRIGGER=1"));
+});
+
+void test("platform args reach a stage only when declared; declared args enter RUN history", async () => {
+  const { def, res } = await convert("FROM busybox\nARG TARGETARCH\nARG X=1\nRUN echo $TARGETARCH\nRUN true\n", { buildArgs: { X: "2" } });
+  const run = exec(ops(def, "exec")[0]!);
+  assert.ok(run.meta!.env.includes("TARGETARCH=amd64"));
+  assert.ok(run.meta!.env.includes("X=2"));
+  assert.deepEqual(res.image.history!.at(-1)!.created_by, "RUN |2 TARGETARCH=amd64 X=2 /bin/sh -c true # buildkit");
+  const { res: undeclared } = await convert("FROM busybox\nRUN true\n", { buildArgs: { TARGETARCH: "arm64", HTTP_PROXY: "http://p" } });
+  assert.equal(undeclared.image.history!.at(-1)!.created_by, "RUN /bin/sh -c true # buildkit");
+});
