@@ -9,7 +9,7 @@ import { EstargzWriter, StoreUncompressedSizeAnnotation, TOCJSONDigestAnnotation
 import { zstdCompress, zstdDecompress } from "./zstd.js";
 import { Tap, readAhead, throughTransform, type ByteSource } from "./stream.js";
 
-const stageBuffer = 8 << 20;
+const stageBuffer = 4 << 20;
 
 export type CompressionType = "uncompressed" | "gzip" | "estargz" | "zstd";
 export const compressionTypes: readonly CompressionType[] = ["uncompressed", "gzip", "estargz", "zstd"];

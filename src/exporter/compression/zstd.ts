@@ -1,4 +1,4 @@
-// zstd that uses every core and stays streaming: the input is cut into fixed 4 MiB blocks, each
+// zstd that uses every core and stays streaming: the input is cut into fixed 2 MiB blocks, each
 // compressed as an independent zstd frame by a small pool of worker threads (zstd-napi's one-shot
 // compressor), and the frames are written in order. Concatenated frames are one valid zstd stream
 // (every decoder reads them back to back). The bytes depend only on the input, the level and the
@@ -13,7 +13,7 @@ import { Worker } from "node:worker_threads";
 import type { Transform } from "node:stream";
 import { blockParts, OrderedJobs, ownsMemory, throughTransform, type ByteSource } from "./stream.js";
 
-export const zstdBlockSize = 4 << 20;
+export const zstdBlockSize = 2 << 20;
 
 interface ZstdModule {
   DecompressStream: new () => Transform;
