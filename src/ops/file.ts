@@ -154,7 +154,10 @@ export class FileOpRunner implements Op {
           createDestPath: c.createDestPath,
           allowWildcard: c.allowWildcard,
           allowEmptyWildcard: c.allowEmptyWildcard,
+          attemptUnpack: c.attemptUnpackDockerCompatibility,
           timestamp: c.timestamp >= 0n ? Number(c.timestamp) / 1e9 : undefined,
+          includePatterns: c.includePatterns,
+          excludePatterns: c.excludePatterns,
         });
         return;
       }

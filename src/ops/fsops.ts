@@ -1,10 +1,14 @@
 // The filesystem work of FileOp actions — copy, mkdir, mkfile, rm — on mounted snapshots, with
 // every path resolved inside its root so nothing (`..`, absolute symlinks) can escape it.
-import { lstat, mkdir, readdir, readlink, symlink, chmod, lchown, lutimes, copyFile, rm, writeFile, link, stat } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { lstat, mkdir, readdir, readlink, symlink, chmod, lchown, lutimes, utimes, copyFile, rm, writeFile, link, stat } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { constants } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+import { compilePatterns, type PatternMatcher } from "../session/index.js";
 import { KilnError, mapLimit, secureJoin, throwIfAborted } from "../util/index.js";
+import { archiveKind, unpackArchive } from "./unpack.js";
 
 const euid = process.geteuid?.() ?? 0;
 const egid = process.getegid?.() ?? 0;
@@ -18,15 +22,18 @@ export interface CopySpec {
   src: string;
   dest: string;
   owner?: Owner;
-  /** Mode bits to set on everything copied; undefined keeps the source's. */
+  /** Permission bits (0777) for everything copied; undefined keeps the source's. */
   mode?: number;
   followSymlink: boolean;
   dirCopyContents: boolean;
   createDestPath: boolean;
   allowWildcard: boolean;
   allowEmptyWildcard: boolean;
-  /** Seconds since the epoch for every copied entry's mtime; undefined keeps the source's. */
+  /** ADD: a local tar archive is extracted into the destination instead of copied. */
+  attemptUnpack?: boolean;
+  /** Seconds since the epoch for every copied entry's times; undefined keeps the source's. */
   timestamp?: number;
+  /** Only entries these patterns select (relative to the source), with the directories above them. */
   includePatterns?: string[];
   excludePatterns?: string[];
 }
@@ -37,31 +44,57 @@ function notFound(p: string, cause?: unknown): KilnError {
 
 const wildcardChars = /[*?[\\]/;
 
-/** Go's filepath.Match for one path element. */
+/** Go's filepath.Match for one path element (`*`, `?`, `[...]` with `^` negation and ranges, `\` escapes). */
 export function matchSegment(pattern: string, name: string): boolean {
   let re = "^";
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
     if (c === "*") re += "[^/]*";
     else if (c === "?") re += "[^/]";
-    else if (c === "\\" && i + 1 < pattern.length) re += escapeRe(pattern[++i]!);
-    else if (c === "[") {
-      const end = pattern.indexOf("]", i + 2);
-      if (end < 0) return false;
-      let cls = pattern.slice(i + 1, end);
-      if (cls.startsWith("^")) cls = "!" + cls.slice(1);
-      re += "[" + (cls.startsWith("!") ? "^" + cls.slice(1) : cls).replace(/\\/g, "\\\\") + "]";
-      i = end;
+    else if (c === "\\") {
+      if (i + 1 >= pattern.length) return false;
+      re += escapeRe(pattern[++i]!);
+    } else if (c === "[") {
+      let j = i + 1;
+      let cls = "";
+      if (pattern[j] === "^") {
+        cls += "^";
+        j++;
+      }
+      let closed = false;
+      let first = true;
+      while (j < pattern.length) {
+        const ch = pattern[j]!;
+        if (ch === "]" && !first) {
+          closed = true;
+          break;
+        }
+        first = false;
+        if (ch === "\\") {
+          j++;
+          if (j >= pattern.length) return false;
+          cls += escapeRe(pattern[j]!);
+        } else if (ch === "-") cls += "-";
+        else cls += escapeRe(ch);
+        j++;
+      }
+      if (!closed || cls === "" || cls === "^") return false;
+      re += `[${cls}]`;
+      i = j;
     } else re += escapeRe(c);
   }
-  return new RegExp(re + "$", "s").test(name);
+  try {
+    return new RegExp(re + "$", "su").test(name);
+  } catch {
+    return false;
+  }
 }
 
 function escapeRe(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  return c.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }
 
-/** Expands a wildcard path inside root into the matching paths (relative, cleaned). */
+/** Expands a wildcard path inside root into the matching paths (absolute, cleaned), in lexical order. */
 export async function expandWildcard(root: string, p: string): Promise<string[]> {
   const segs = path.posix.normalize("/" + p).split("/").filter(Boolean);
   let current = [""];
@@ -95,153 +128,260 @@ export async function expandWildcard(root: string, p: string): Promise<string[]>
   return out;
 }
 
+/** BuildKit's cleanPath for copy paths: absolute and clean, keeping a trailing `/` or `/.`. */
+function cleanKeepSlash(s: string): string {
+  let out = path.posix.join("/", s);
+  if (s.endsWith("/.")) {
+    if (out !== "/") out += "/";
+    out += ".";
+  } else if (s.endsWith("/") && out !== "/") out += "/";
+  return out;
+}
+
+/** Resolves `p` in root; the final element is followed only when asked (fsutil's rootPath). */
+async function rootPath(root: string, p: string, followLinks: boolean): Promise<string> {
+  const clean = path.posix.join("/", p);
+  if (clean === "/") return root;
+  if (followLinks) return secureJoin(root, clean);
+  return path.join(await secureJoin(root, path.posix.dirname(clean)), path.posix.basename(clean));
+}
+
+/**
+ * One file-op copy with fsutil's semantics: the destination's parents are made first (0755, the
+ * chown user); a directory source lands at dest (its contents when dirCopyContents) or inside an
+ * existing dest directory; wildcards expand in lexical order; include/exclude patterns filter
+ * entries below the source; ADD unpacks local archives.
+ */
 export async function copy(signal: AbortSignal, srcRoot: string, destRoot: string, spec: CopySpec): Promise<void> {
-  let sources: string[];
-  if (spec.allowWildcard && wildcardChars.test(spec.src)) {
-    sources = await expandWildcard(srcRoot, spec.src);
+  const srcPath = cleanKeepSlash(spec.src);
+  const destPath = cleanKeepSlash(spec.dest);
+  if (!spec.createDestPath) {
+    const p = await secureJoin(destRoot, destPath);
+    try {
+      await lstat(path.dirname(p));
+    } catch (err) {
+      throw new KilnError("KILN_COPY", `failed to stat ${spec.dest}: no such file or directory`, { cause: err });
+    }
+  }
+  let sources = [srcPath];
+  if (spec.allowWildcard && wildcardChars.test(srcPath)) {
+    sources = await expandWildcard(srcRoot, srcPath);
     if (sources.length === 0) {
       if (spec.allowEmptyWildcard) return;
-      throw notFound(spec.src);
+      throw new KilnError("KILN_COPY_NOT_FOUND", `${srcPath} not found`);
     }
-  } else {
-    sources = [path.posix.normalize("/" + spec.src)];
   }
-  const destIsDirHint = spec.dest.endsWith("/") || spec.dest.endsWith("/.") || sources.length > 1;
-  const destClean = path.posix.normalize("/" + spec.dest);
-  const hardlinks = new Map<string, Promise<string>>();
+  const copier = new Copier(signal, spec);
   for (const src of sources) {
-    const srcPath = await secureJoin(srcRoot, src, spec.followSymlink);
-    let st: Stats;
+    if (spec.attemptUnpack) {
+      const file = await secureJoin(srcRoot, src);
+      const kind = await archiveKind(signal, file);
+      if (kind) {
+        await unpackArchive(signal, file, kind, destRoot, destPath, spec.owner, spec.timestamp);
+        continue;
+      }
+    }
+    await copier.copyPath(srcRoot, src, destRoot, destPath);
+  }
+}
+
+interface ParentDir {
+  src: string;
+  dst: string;
+  copied: boolean;
+}
+
+class Copier {
+  private readonly include: PatternMatcher | undefined;
+  private readonly exclude: PatternMatcher | undefined;
+  /** Hard links: the first copy of each source inode, by dev:ino. */
+  private readonly inodes = new Map<string, Promise<string>>();
+  /** With patterns a directory's fate depends on its children, so the walk stays in order. */
+  private readonly sequential: boolean;
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly spec: CopySpec,
+  ) {
+    this.include = spec.includePatterns?.length ? compilePatterns(spec.includePatterns) : undefined;
+    this.exclude = spec.excludePatterns?.length ? compilePatterns(spec.excludePatterns) : undefined;
+    this.sequential = this.include !== undefined || this.exclude !== undefined;
+  }
+
+  async copyPath(srcRoot: string, src: string, destRoot: string, dst: string): Promise<void> {
+    // The destination's parents (all of dst for `dir/` and `dir/.`).
+    const base = path.posix.basename(dst);
+    const ensure = dst.endsWith("/") || base === "." ? dst : path.posix.dirname(dst);
+    await this.mkdirAll(await secureJoin(destRoot, ensure));
+    const destAbs = await secureJoin(destRoot, path.posix.normalize(dst));
+    const srcFollowed = await rootPath(srcRoot, src, this.spec.followSymlink);
+    const target = await this.prepareTargetDir(srcFollowed, src, destAbs);
+    await this.copy(srcFollowed, "", target, false, []);
+  }
+
+  private async prepareTargetDir(srcFollowed: string, src: string, destPath: string): Promise<string> {
+    let fiSrc: Stats;
     try {
-      st = await lstat(srcPath);
+      fiSrc = await lstat(srcFollowed);
     } catch (err) {
       throw notFound(src, err);
     }
-    let destPath = await secureJoin(destRoot, destClean);
-    let destStat: Stats | undefined;
-    try {
-      destStat = await stat(destPath);
-    } catch {
-      destStat = undefined;
+    const fiDest = await stat(destPath).catch(() => undefined);
+    const contents = this.spec.dirCopyContents;
+    if ((!contents && fiSrc.isDirectory() && fiDest) || (!fiSrc.isDirectory() && fiDest?.isDirectory())) {
+      destPath = path.join(destPath, path.posix.basename(src) || "/");
     }
-    if (st.isDirectory() && spec.dirCopyContents) {
-      // Copy the directory's contents into dest (dest becomes the directory).
-      await ensureDir(destRoot, destClean, spec);
-      await copyTree(signal, srcPath, destPath, spec, hardlinks, true);
-      continue;
-    }
-    if (destIsDirHint || destStat?.isDirectory()) {
-      await ensureDir(destRoot, destClean, spec);
-      destPath = await secureJoin(destRoot, path.posix.join(destClean, path.posix.basename(src) || "/"), false);
-    } else {
-      const parent = path.posix.dirname(destClean);
-      if (spec.createDestPath) await ensureDir(destRoot, parent, spec);
-      destPath = await secureJoin(destRoot, destClean, false);
-    }
-    if (st.isDirectory()) await copyTree(signal, srcPath, destPath, spec, hardlinks, false);
-    else await copyEntry(srcPath, destPath, st, spec, hardlinks);
+    const target = contents && fiSrc.isDirectory() && !fiDest ? destPath : path.dirname(destPath);
+    await this.mkdirAll(target);
+    return destPath;
   }
-}
 
-async function ensureDir(root: string, rel: string, spec: CopySpec): Promise<void> {
-  const segs = rel.split("/").filter(Boolean);
-  let cur = "";
-  for (const s of segs) {
-    cur += "/" + s;
-    const p = await secureJoin(root, cur);
-    try {
-      const st = await stat(p);
-      if (!st.isDirectory()) throw new KilnError("KILN_COPY", `cannot copy to ${rel}: ${cur} is not a directory`);
-    } catch (err) {
-      if (err instanceof KilnError) throw err;
-      await mkdir(p, { mode: 0o755 });
-      if (spec.owner) await lchown(p, spec.owner.uid, spec.owner.gid);
-    }
-  }
-}
-
-async function copyTree(signal: AbortSignal, src: string, dest: string, spec: CopySpec, hardlinks: Map<string, Promise<string>>, merge: boolean): Promise<void> {
-  throwIfAborted(signal);
-  const st = await lstat(src);
-  let exists = false;
-  try {
-    exists = (await lstat(dest)).isDirectory();
-  } catch {
-    exists = false;
-  }
-  if (!exists) await mkdir(dest);
-  // A directory's entries are copied concurrently: thousands of small files are bound by
-  // syscall round trips, not bandwidth.
-  const names = (await readdir(src)).sort();
-  await mapLimit(names, 32, async (name) => {
-    const s = path.join(src, name);
-    const d = path.join(dest, name);
-    const cst = await lstat(s);
-    if (cst.isDirectory()) await copyTree(signal, s, d, spec, hardlinks, false);
-    else await copyEntry(s, d, cst, spec, hardlinks, !exists);
-  });
-  // A merge into an existing destination keeps that directory's own metadata, as BuildKit does.
-  if (!merge || !exists) await applyMeta(dest, st, spec, false);
-}
-
-async function copyEntry(src: string, dest: string, st: Stats, spec: CopySpec, hardlinks: Map<string, Promise<string>>, freshDir = false): Promise<void> {
-  // In a directory this copy just created there is nothing to replace.
-  if (!freshDir) {
-    try {
-      const old = await lstat(dest);
-      if (old.isDirectory() && !st.isDirectory()) await rm(dest, { recursive: true });
-      else if (!old.isDirectory()) await rm(dest);
-    } catch {
-      // nothing there
-    }
-  }
-  if (st.nlink > 1 && !st.isDirectory()) {
-    const key = `${st.dev}:${st.ino}`;
-    const first = hardlinks.get(key);
-    if (first) {
-      // Entries are copied concurrently: wait for the first link of the inode to exist.
-      await link(await first, dest);
+  /** os.MkdirAll with the chown user and timestamp on what it creates. */
+  private async mkdirAll(p: string): Promise<void> {
+    const st = await stat(p).catch(() => undefined);
+    if (st) {
+      if (!st.isDirectory()) throw new KilnError("KILN_COPY", `mkdir ${p}: not a directory`);
       return;
     }
-    let done!: (p: string) => void;
-    hardlinks.set(key, new Promise<string>((r) => (done = r)));
+    const parent = path.dirname(p);
+    if (parent !== p) await this.mkdirAll(parent);
     try {
-      await copyOne(src, dest, st, spec);
-    } finally {
-      done(dest);
+      await mkdir(p, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST" && (await lstat(p)).isDirectory()) return;
+      throw err;
     }
-    return;
+    const o = this.spec.owner;
+    if (o && (o.uid !== euid || o.gid !== egid)) await lchown(p, o.uid, o.gid);
+    if (this.spec.timestamp !== undefined) await utimes(p, this.spec.timestamp, this.spec.timestamp);
   }
-  await copyOne(src, dest, st, spec);
+
+  private matches(m: PatternMatcher | undefined, comps: string): boolean | undefined {
+    return m ? m.matches(comps) : undefined;
+  }
+
+  private async copy(src: string, comps: string, target: string, overwriteMeta: boolean, parents: ParentDir[]): Promise<void> {
+    throwIfAborted(this.signal);
+    const fi = await lstat(src);
+    const targetFi = await lstat(target).catch(() => undefined);
+    let include = true;
+    if (comps !== "") {
+      include = this.matches(this.include, comps) ?? true;
+      if (this.matches(this.exclude, comps)) include = false;
+    }
+    if (include) await this.createParentDirs(parents);
+    if (!fi.isDirectory()) {
+      if (!include) return;
+      if (targetFi?.isDirectory()) throw new KilnError("KILN_COPY", `cannot replace to directory ${target} with file`);
+      if (targetFi) await rm(target);
+    }
+    let copyInfo = include;
+    let restoreTime = false;
+    if (fi.isDirectory()) {
+      const created = await this.copyDirectory(src, comps, target, fi, overwriteMeta, include, parents);
+      if (!overwriteMeta) {
+        copyInfo = created;
+        restoreTime = !created;
+      }
+    } else if (fi.isFile()) {
+      if (!(await this.linkOrCopyFile(src, target, fi))) return;
+    } else if (fi.isSymbolicLink()) {
+      await symlink(await readlink(src), target);
+    } else {
+      await makeNode(target, fi);
+    }
+    if (copyInfo) await this.copyFileInfo(fi, target);
+    else if (restoreTime && targetFi) await this.copyTimes(fi, target);
+  }
+
+  /** Copies a regular file, or links it to the copy of an inode already copied; false when linked (metadata shared). */
+  private async linkOrCopyFile(src: string, target: string, fi: Stats): Promise<boolean> {
+    if (fi.nlink > 1) {
+      const key = `${fi.dev}:${fi.ino}`;
+      const first = this.inodes.get(key);
+      if (first) {
+        await link(await first, target);
+        return false;
+      }
+      let done!: (p: string) => void;
+      this.inodes.set(key, new Promise<string>((r) => (done = r)));
+      try {
+        await copyFile(src, target, constants.COPYFILE_FICLONE);
+      } finally {
+        done(target);
+      }
+      return true;
+    }
+    await copyFile(src, target, constants.COPYFILE_FICLONE);
+    return true;
+  }
+
+  private async createParentDirs(parents: ParentDir[]): Promise<void> {
+    for (const pd of parents) {
+      if (pd.copied) continue;
+      const fi = await stat(pd.src);
+      if (!fi.isDirectory()) throw new KilnError("KILN_COPY", `${pd.src} is not a directory`);
+      if (await copyDirectoryOnly(pd.dst, fi, false)) await this.copyFileInfo(fi, pd.dst);
+      pd.copied = true;
+    }
+  }
+
+  private async copyDirectory(src: string, comps: string, dst: string, fi: Stats, overwriteMeta: boolean, include: boolean, parents: ParentDir[]): Promise<boolean> {
+    let created = false;
+    const self: ParentDir = { src, dst, copied: false };
+    if (include) {
+      created = await copyDirectoryOnly(dst, fi, overwriteMeta);
+      self.copied = true;
+    }
+    const chain = [...parents, self];
+    const names = (await readdir(src)).sort();
+    const one = (name: string) => this.copy(path.join(src, name), comps === "" ? name : `${comps}/${name}`, path.join(dst, name), true, chain);
+    if (this.sequential) for (const n of names) await one(n);
+    // Thousands of small files are bound by syscall round trips, not bandwidth.
+    else await mapLimit(names, 32, one);
+    return created;
+  }
+
+  /** Owner (the chown user or the source's), mode and times, as fsutil's copyFileInfo. */
+  private async copyFileInfo(fi: Stats, target: string): Promise<void> {
+    const owner = this.spec.owner ?? { uid: fi.uid, gid: fi.gid };
+    // New entries belong to us (root); chown only to someone else. chown clears setuid bits, so
+    // it comes before the mode.
+    if (owner.uid !== euid || owner.gid !== egid) await lchown(target, owner.uid, owner.gid);
+    // copyFile gave a file its source's mode already, unless a chown cleared setuid bits.
+    const modeKept = fi.isFile() && this.spec.mode === undefined && owner.uid === euid && owner.gid === egid;
+    if (!fi.isSymbolicLink() && !modeKept) {
+      const mode = this.spec.mode === undefined ? fi.mode & 0o7777 : (fi.mode & 0o7000) | (this.spec.mode & 0o777);
+      await chmod(target, mode);
+    }
+    await this.copyTimes(fi, target);
+  }
+
+  private async copyTimes(fi: Stats, target: string): Promise<void> {
+    const t = this.spec.timestamp;
+    await lutimes(target, t ?? fi.atimeMs / 1000, t ?? fi.mtimeMs / 1000);
+  }
 }
 
-async function copyOne(src: string, dest: string, st: Stats, spec: CopySpec): Promise<void> {
-  if (st.isSymbolicLink()) {
-    await symlink(await readlink(src), dest);
-  } else if (st.isFile()) {
-    await copyFile(src, dest, constants.COPYFILE_FICLONE);
-  } else {
-    // Devices, fifos and sockets: recreate with mknod, which Node cannot do itself.
-    const { execFile } = await import("node:child_process");
-    const { promisify } = await import("node:util");
-    const type = st.isFIFO() ? "p" : st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : undefined;
-    if (!type) return;
-    const args = [dest, type];
-    if (type !== "p") args.push(String(Math.floor(st.rdev / 256) & 0xfff), String((st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)));
-    await promisify(execFile)("mknod", args);
+/** mkdir with the source's mode; true when created, a chmod when it exists and overwriteMeta. */
+async function copyDirectoryOnly(dst: string, fi: Stats, overwriteMeta: boolean): Promise<boolean> {
+  const st = await lstat(dst).catch(() => undefined);
+  if (!st) {
+    await mkdir(dst, { mode: fi.mode & 0o7777 });
+    return true;
   }
-  await applyMeta(dest, st, spec, st.isSymbolicLink(), st.isFile());
+  if (!st.isDirectory()) throw new KilnError("KILN_COPY", `cannot copy to non-directory: ${dst}`);
+  if (overwriteMeta) await chmod(dst, fi.mode & 0o7777);
+  return false;
 }
 
-async function applyMeta(p: string, st: Stats, spec: CopySpec, isLink: boolean, copiedFile = false): Promise<void> {
-  const owner = spec.owner ?? { uid: st.uid, gid: st.gid };
-  // New files belong to us (root); chown only to someone else. chown clears setuid bits, so
-  // it comes before the mode.
-  if (owner.uid !== euid || owner.gid !== egid) await lchown(p, owner.uid, owner.gid);
-  // copyFile already gave a file its source's mode bits.
-  if (!isLink && !(copiedFile && spec.mode === undefined && (owner.uid === euid && owner.gid === egid))) await chmod(p, spec.mode ?? st.mode & 0o7777);
-  const t = spec.timestamp ?? st.mtimeMs / 1000;
-  await lutimes(p, spec.timestamp ?? st.atimeMs / 1000, t);
+/** Devices, fifos and sockets: recreated with mknod, which Node cannot do itself. */
+async function makeNode(dest: string, st: Stats): Promise<void> {
+  const type = st.isFIFO() ? "p" : st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : undefined;
+  if (!type) return;
+  const args = [dest, type];
+  if (type !== "p") args.push(String(Math.floor(st.rdev / 256) & 0xfff), String((st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)));
+  await promisify(execFile)("mknod", args);
 }
 
 export async function mkdirAction(root: string, p: string, mode: number, makeParents: boolean, owner: Owner | undefined, timestamp: number | undefined): Promise<void> {
@@ -255,14 +395,15 @@ export async function mkdirAction(root: string, p: string, mode: number, makePar
     try {
       const st = await stat(target);
       if (!st.isDirectory()) throw new KilnError("KILN_FILEOP", `mkdir ${clean}: ${cur} exists and is not a directory`);
-      if (last && !makeParents) throw new KilnError("KILN_FILEOP", `mkdir ${clean}: file exists`);
+      // An existing directory is fine, with or without makeParents (BuildKit ignores EEXIST).
       continue;
     } catch (err) {
       if (err instanceof KilnError) throw err;
     }
     if (!last && !makeParents) throw new KilnError("KILN_FILEOP", `mkdir ${clean}: parent ${cur} does not exist`);
-    await mkdir(target, { mode: last ? mode : 0o755 });
-    await chmod(target, last ? mode : 0o755);
+    // Like Go's MkdirAll, every directory it creates gets the action's mode and owner.
+    await mkdir(target, { mode });
+    await chmod(target, mode);
     if (owner) await lchown(target, owner.uid, owner.gid);
     if (timestamp !== undefined) await lutimes(target, timestamp, timestamp);
   }

@@ -2,3 +2,4 @@ export * from "./exec.js";
 export * from "./file.js";
 export * from "./fsops.js";
 export * from "./user.js";
+export * from "./merge.js";

@@ -8,7 +8,7 @@ import type { Executor } from "../executor/types.js";
 import type { Snapshotter } from "../snapshot/types.js";
 import type { Session } from "../session/types.js";
 import type { CacheStore, Op, Vertex } from "../solver/types.js";
-import { ExecOpRunner, FileOpRunner } from "../ops/index.js";
+import { ExecOpRunner, FileOpRunner, MergeOpRunner } from "../ops/index.js";
 import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { pb } from "../api/index.js";
@@ -140,6 +140,8 @@ export class Worker {
       }
       case "file":
         return new FileOpRunner({ mgr: this.opts.mgr }, digest, op.value, lop.inputs.length);
+      case "merge":
+        return new MergeOpRunner({ mgr: this.opts.mgr }, digest, op.value);
       default:
         throw new KilnError("KILN_UNSUPPORTED", `LLB op ${String(op.case)} is not supported yet`);
     }
