@@ -1,2 +1,4 @@
 export * from "./image.js";
 export * from "./local.js";
+export * from "./http.js";
+export * from "./git.js";

@@ -9,7 +9,7 @@ import type { Snapshotter } from "../snapshot/types.js";
 import type { Session } from "../session/types.js";
 import type { CacheStore, Op, Vertex } from "../solver/types.js";
 import { ExecOpRunner, FileOpRunner, MergeOpRunner } from "../ops/index.js";
-import { LocalSourceOp, ImageSourceOp, type ImagePuller } from "../source/index.js";
+import { LocalSourceOp, ImageSourceOp, HttpSourceOp, GitSourceOp, httpAttrs, gitSourceSpec, type ImagePuller } from "../source/index.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { pb } from "../api/index.js";
 import { KilnError, digestOf, formatPlatform, hostPlatform, type Digest, type Platform } from "../util/index.js";
@@ -123,6 +123,10 @@ export class Worker {
             { includePatterns: parseList("local.includepattern"), excludePatterns: parseList("local.excludepatterns"), followPaths: parseList("local.followpaths") },
             attrs["local.sharedkeyhint"] ?? "",
           );
+        }
+        if (id.startsWith("http://") || id.startsWith("https://")) return new HttpSourceOp({ mgr: this.opts.mgr }, id, httpAttrs(attrs));
+        if (id.startsWith("git://")) {
+          return new GitSourceOp({ mgr: this.opts.mgr, root: path.join(this.opts.root, "git"), locks: this.cacheLocks }, gitSourceSpec(id, attrs));
         }
         throw new KilnError("KILN_UNSUPPORTED", `source ${id} is not supported yet`);
       }
