@@ -1,6 +1,7 @@
 // ExecOp: runs a process in a container whose mounts are snapshots of the op's inputs; writable
 // mounts with an output become new immutable refs.
-import { mkdir, utimes } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import type { ExecOp, Mount } from "../api/index.js";
@@ -12,6 +13,8 @@ import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
 import { KilnError, digestOf, sha256Hex, type Digest } from "../util/index.js";
 import type { KeyLocks } from "../cache/index.js";
+import type { SecretStore, SSHAgents } from "../session/index.js";
+import { mountAll, unmount } from "../snapshot/index.js";
 
 export interface ExecOpDeps {
   mgr: CacheManager;
@@ -19,6 +22,9 @@ export interface ExecOpDeps {
   /** Directory that holds persistent `type=cache` mounts. */
   cacheMountRoot: string;
   cacheLocks: KeyLocks;
+  /** The client's secrets and ssh agents, for `type=secret` / `type=ssh` mounts and secret env. */
+  secrets?: SecretStore;
+  ssh?: SSHAgents;
 }
 
 let containerSeq = 0;
@@ -48,6 +54,8 @@ export class ExecOpRunner implements Op {
     const mutables: { output: number; ref: MutableRef }[] = [];
     const active: ActiveMount[] = [];
     const releases: (() => void)[] = [];
+    /** Secret tmpfs mounts and ssh relays, torn down once the process is gone. */
+    const sideMounts: (() => Promise<void>)[] = [];
     const tail = new TailBuffer(20);
     try {
       const sorted = [...this.execOp.mounts].sort((a, b) => (a.dest === "/" ? -1 : b.dest === "/" ? 1 : 0));
@@ -69,8 +77,14 @@ export class ExecOpRunner implements Op {
       const mounts: ContainerMount[] = [];
       for (const m of sorted) {
         if (m === root) continue;
+        if (m.mountType === MountType.SECRET || m.mountType === MountType.SSH) {
+          const sm = m.mountType === MountType.SECRET ? await this.secretMount(signal, m, sideMounts) : await this.sshMount(signal, m, sideMounts);
+          if (sm) mounts.push(sm);
+          continue;
+        }
         mounts.push(await this.containerMount(signal, m, refOf(m.input), mutables, active, releases));
       }
+      const secretEnv = await this.secretEnv(signal);
       const stdout = new LogStream(ctx, 1, tail);
       const stderr = new LogStream(ctx, 2, tail);
       const net: NetworkMode = this.execOp.network === NetMode.NONE ? "none" : this.execOp.network === NetMode.HOST ? "host" : "sandbox";
@@ -80,7 +94,7 @@ export class ExecOpRunner implements Op {
           rootfs,
           rootfsReadonly: root.readonly,
           mounts,
-          process: { args: meta.args, env: [...meta.env, ...proxyEnvList(meta.proxyEnv)], cwd: meta.cwd || "/", user: meta.user },
+          process: { args: meta.args, env: [...meta.env, ...proxyEnvList(meta.proxyEnv), ...secretEnv], cwd: meta.cwd || "/", user: meta.user },
           hostname: meta.hostname || undefined,
           network: net,
           security: this.execOp.security === SecurityMode.INSECURE ? "insecure" : "sandbox",
@@ -108,10 +122,59 @@ export class ExecOpRunner implements Op {
       mutables.length = 0;
       return outs;
     } finally {
+      for (const undo of sideMounts.reverse()) await undo().catch(() => {});
       for (const a of active.reverse()) await Promise.resolve(a[Symbol.asyncDispose]()).catch(() => {});
       for (const { ref } of mutables) await ref.discard().catch(() => {});
       for (const r of releases) r();
     }
+  }
+
+  /** A secret as a read-only file on a private tmpfs: never in a snapshot, gone after the step. */
+  private async secretMount(signal: AbortSignal, m: Mount, undo: (() => Promise<void>)[]): Promise<ContainerMount | undefined> {
+    const opt = m.secretOpt;
+    if (!opt) throw new KilnError("KILN_LLB", "invalid secret mount options");
+    if (!opt.ID) throw new KilnError("KILN_LLB", "secret ID missing from mount options");
+    const data = await this.deps.secrets?.get(signal, opt.ID);
+    if (data === undefined) {
+      if (opt.optional) return undefined;
+      throw new KilnError("KILN_SECRET", `secret ${opt.ID}: not found`, { hint: `pass it with --secret id=${opt.ID},src=FILE (or env=VAR)` });
+    }
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-secrets-"));
+    undo.push(() => rm(dir, { recursive: true, force: true }));
+    await mountAll(signal, [{ type: "tmpfs", source: "tmpfs", options: ["nodev", "nosuid", "noexec", "mode=0700"] }], dir);
+    undo.push(() => unmount(dir));
+    const file = path.join(dir, "secret");
+    await writeFile(file, data, { mode: 0o600 });
+    await chown(file, opt.uid, opt.gid);
+    await chmod(file, opt.mode & 0o777);
+    return { destination: m.dest, mount: { type: "bind", source: file, options: ["ro", "rbind", "nodev", "nosuid", "noexec"] }, readonly: true };
+  }
+
+  /** An ssh agent socket relaying to the client's agent. */
+  private async sshMount(signal: AbortSignal, m: Mount, undo: (() => Promise<void>)[]): Promise<ContainerMount | undefined> {
+    const opt = m.SSHOpt;
+    const id = opt?.ID || "default";
+    if (!this.deps.ssh?.has(id)) {
+      if (opt?.optional) return undefined;
+      throw new KilnError("KILN_SSH", `no SSH key ${JSON.stringify(id)} forwarded from the client`, { hint: `forward an agent with --ssh ${id}[=SOCKET|KEY]` });
+    }
+    const sock = await this.deps.ssh.listen(signal, id, { uid: opt?.uid ?? 0, gid: opt?.gid ?? 0, mode: opt?.mode ?? 0o600 });
+    undo.push(async () => sock[Symbol.asyncDispose]());
+    return { destination: m.dest, mount: { type: "bind", source: sock.path, options: ["rbind"] } };
+  }
+
+  /** `secretenv`: secrets given to the process as environment variables. */
+  private async secretEnv(signal: AbortSignal): Promise<string[]> {
+    const out: string[] = [];
+    for (const s of this.execOp.secretenv) {
+      const data = await this.deps.secrets?.get(signal, s.ID);
+      if (data === undefined) {
+        if (s.optional) continue;
+        throw new KilnError("KILN_SECRET", `secret ${s.ID}: not found`, { hint: `pass it with --secret id=${s.ID},src=FILE (or env=VAR)` });
+      }
+      out.push(`${s.name}=${Buffer.from(data).toString("utf8")}`);
+    }
+    return out;
   }
 
   private async containerMount(

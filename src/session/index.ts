@@ -1,3 +1,5 @@
 export * from "./types.js";
 export * from "./localdirs.js";
 export * from "./patterns.js";
+export * from "./secrets.js";
+export * from "./ssh.js";

@@ -1,6 +1,8 @@
 // What a build asks of its client: local directories, and (later) credentials, secrets, ssh.
 // Daemonless, these are answered in-process; through kilnd, over BuildKit's session protocol.
 import type { CredentialProvider } from "../remotes/types.js";
+import type { SecretStore } from "./secrets.js";
+import type { SSHAgents } from "./ssh.js";
 
 export interface SyncOptions {
   includePatterns?: string[];
@@ -48,4 +50,8 @@ export interface Session {
   readonly id: string;
   readonly localDirs: LocalDirs;
   readonly credentials: CredentialProvider;
+  /** Secrets the client offers (`--secret`); none when absent. */
+  readonly secrets?: SecretStore;
+  /** SSH agents the client forwards (`--ssh`); none when absent. */
+  readonly ssh?: SSHAgents;
 }

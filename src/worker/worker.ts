@@ -137,7 +137,7 @@ export class Worker {
           ? digestOf(toBinary(pb.OpSchema, create(pb.OpSchema, { ...lop.op, inputs: [], op: { case: "exec", value: { ...op.value, meta: { ...meta, proxyEnv: undefined } } } })))
           : digest;
         return new ExecOpRunner(
-          { mgr: this.opts.mgr, executor: this.opts.executor, cacheMountRoot: path.join(this.opts.root, "cachemounts"), cacheLocks: this.cacheLocks },
+          { mgr: this.opts.mgr, executor: this.opts.executor, cacheMountRoot: path.join(this.opts.root, "cachemounts"), cacheLocks: this.cacheLocks, secrets: session.secrets, ssh: session.ssh },
           key,
           op.value,
         );

@@ -9,7 +9,7 @@ import { PlainPrinter, RawJsonPrinter, TtyPrinter } from "./progress.js";
 import { printError } from "./errors.js";
 import { Controller, type SolveRequest } from "../../control/index.js";
 import { openWorker } from "../../worker/index.js";
-import { DiskLocalDirs, type Session } from "../../session/index.js";
+import { ClientSecretStore, ClientSSHAgents, DiskLocalDirs, parseSecretSpec, parseSSHSpec, type Session } from "../../session/index.js";
 import { DockerConfigCredentials } from "../../remotes/index.js";
 import { DockerfileFrontend } from "../../frontend/index.js";
 import { CanceledError, KilnError } from "../../util/index.js";
@@ -33,6 +33,8 @@ interface BuildFlags {
   metadataFile?: string;
   push?: boolean;
   allow: string[];
+  secret: string[];
+  ssh: string[];
 }
 
 export interface GlobalFlags {
@@ -60,6 +62,8 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--opt <k=v>", "frontend option (repeatable)", collect, [])
     .option("--metadata-file <file>", "write the build result's metadata as JSON")
     .option("--allow <entitlement>", "allow an extra privilege: network.host, security.insecure (repeatable)", collect, [])
+    .option("--secret <spec>", "secret for RUN --mount=type=secret: id=ID,src=PATH | id=ID,env=VAR (repeatable)", collect, [])
+    .option("--ssh <spec>", "ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)", collect, [])
     .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
       setExit(await build(program.opts<GlobalFlags>(), ctxPath, flags));
     });
@@ -157,7 +161,9 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
     printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : mode === "rawjson" ? new RawJsonPrinter(process.stderr) : { write() {} };
     await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
     const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries, entitlements: cfg.insecureEntitlements });
-    const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials() };
+    const secrets = await ClientSecretStore.create(flags.secret.map(parseSecretSpec));
+    await using ssh = new ClientSSHAgents(flags.ssh.map(parseSSHSpec));
+    const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials(), secrets, ssh };
     const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
     const outputs = specs.map((e) => localOutputs(e.attrs.dest));
     for (const e of specs) delete e.attrs.dest;
