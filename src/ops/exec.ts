@@ -1,6 +1,6 @@
 // ExecOp: runs a process in a container whose mounts are snapshots of the op's inputs; writable
 // mounts with an output become new immutable refs.
-import { chmod, chown, mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -11,7 +11,8 @@ import type { ContainerMount, Executor, NetworkMode } from "../executor/types.js
 import { ExitError } from "../executor/types.js";
 import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
-import { KilnError, digestOf, sha256Hex, type Digest } from "../util/index.js";
+import { KilnError, digestOf, secureJoin, sha256Hex, type Digest } from "../util/index.js";
+import { copyAll } from "./fsops.js";
 import type { KeyLocks } from "../cache/index.js";
 import type { SecretStore, SSHAgents } from "../session/index.js";
 import { mountAll, unmount } from "../snapshot/index.js";
@@ -194,7 +195,9 @@ export class ExecOpRunner implements Op {
       }
       case MountType.CACHE: {
         const id = m.cacheOpt?.ID || m.dest;
-        const base = sha256Hex(id).slice(0, 32);
+        // A cache seeded from an input (from=, or the directory carrying uid/gid/mode) is an
+        // instance of its own per input, as in BuildKit.
+        const base = sha256Hex(ref ? `${id}\0${ref.id}` : id).slice(0, 32);
         let key = base;
         // Locks are files under the root, so sharing modes hold across processes too.
         if (m.cacheOpt?.sharing === CacheSharingOpt.LOCKED) {
@@ -218,10 +221,12 @@ export class ExecOpRunner implements Op {
         const db = this.deps.mgr.db;
         if (!db.getKV("cachemount", key)) db.setKV("cachemount", key, JSON.stringify({ id }));
         db.setKV("cachemount.uses", key, String(Number(db.getKV("cachemount.uses", key) ?? "0") + 1));
-        await mkdir(dir, { recursive: true });
+        if (ref) await seedCacheDir(signal, ref, dir);
+        else await mkdir(dir, { recursive: true });
         const now = new Date();
         await utimes(dir, now, now);
-        return { destination: m.dest, mount: { type: "bind", source: dir, options: ["rbind"] }, readonly: m.readonly };
+        const source = m.selector ? await secureJoin(dir, m.selector) : dir;
+        return { destination: m.dest, mount: { type: "bind", source, options: ["rbind"] }, readonly: m.readonly };
       }
       case MountType.BIND: {
         let mountRoot: string;
@@ -244,7 +249,6 @@ export class ExecOpRunner implements Op {
           active.push(am);
           mountRoot = am.path;
         }
-        const { secureJoin } = await import("../util/index.js");
         const source = m.selector ? await secureJoin(mountRoot, m.selector) : mountRoot;
         const options = ["rbind"];
         if (m.readonly) options.push("ro");
@@ -253,6 +257,30 @@ export class ExecOpRunner implements Op {
       default:
         throw new KilnError("KILN_UNSUPPORTED", `mount type ${MountType[m.mountType] ?? m.mountType} is not supported yet`);
     }
+  }
+}
+
+/** Creates a cache directory from its input's files the first time it is used (atomically: a rename). */
+async function seedCacheDir(signal: AbortSignal, ref: ImmutableRef, dir: string): Promise<void> {
+  try {
+    await stat(dir);
+    return;
+  } catch {
+    // first use
+  }
+  await mkdir(path.dirname(dir), { recursive: true });
+  const tmp = await mkdtemp(`${dir}.seed-`);
+  try {
+    {
+      await using src = await ref.mount(signal);
+      await copyAll(signal, src.path, tmp);
+    }
+    await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
+      // Another build seeded it first.
+      if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+    });
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
   }
 }
 

@@ -1,6 +1,6 @@
 // The filesystem work of FileOp actions — copy, mkdir, mkfile, rm — on mounted snapshots, with
 // every path resolved inside its root so nothing (`..`, absolute symlinks) can escape it.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { lstat, mkdir, readdir, readlink, symlink, chmod, lchown, lutimes, utimes, copyFile, rm, writeFile, link, stat } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { constants } from "node:fs";
@@ -430,4 +430,17 @@ export async function rmAction(root: string, p: string, allowNotFound: boolean, 
     }
     await rm(target, { recursive: true, force: true });
   }
+}
+
+/** `cp -a` of a directory's contents: owners, modes, times, xattrs, hard links, devices and whiteouts kept. */
+export function copyAll(signal: AbortSignal, from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("cp", ["-a", "--reflink=auto", `${from}/.`, `${to}/`], { stdio: ["ignore", "ignore", "pipe"], signal });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new KilnError("KILN_COPY", `copying ${from} failed: ${stderr.trim() || `cp exited with ${code}`}`))));
+  });
 }

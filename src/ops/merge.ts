@@ -1,11 +1,11 @@
 // MergeOp: layers its inputs in order. The result is the first input's layer chain with every
 // layer of the later inputs stacked on top, each as a snapshot of its own, so an overlay mount
 // sees the later inputs' files over the earlier ones' and the image keeps one layer per layer.
-import { spawn } from "node:child_process";
 import type { MergeOp } from "../api/index.js";
 import type { CacheManager, ImmutableRef } from "../cache/index.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
-import { KilnError, digestOf, throwIfAborted, type Digest } from "../util/index.js";
+import { digestOf, throwIfAborted, type Digest } from "../util/index.js";
+import { copyAll } from "./fsops.js";
 
 export interface MergeOpDeps {
   mgr: CacheManager;
@@ -39,7 +39,7 @@ export class MergeOpRunner implements Op {
           throwIfAborted(signal);
           const mut = await mgr.newMutable(top, `merged ${layer.description}`);
           try {
-            await copyTree(signal, mgr.snapshotter.upperDir(layer.id), mut.upperDir());
+            await copyAll(signal, mgr.snapshotter.upperDir(layer.id), mut.upperDir());
           } catch (err) {
             await mut.discard();
             throw err;
@@ -55,17 +55,4 @@ export class MergeOpRunner implements Op {
       throw err;
     }
   }
-}
-
-/** `cp -a` of a layer's own directory: owners, modes, times, xattrs, hard links, devices and whiteouts kept. */
-function copyTree(signal: AbortSignal, from: string, to: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("cp", ["-a", "--reflink=auto", `${from}/.`, `${to}/`], { stdio: ["ignore", "ignore", "pipe"], signal });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      if (stderr.length < 4096) stderr += d.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new KilnError("KILN_MERGE", `merging layer failed: ${stderr.trim() || `cp exited with ${code}`}`))));
-  });
 }

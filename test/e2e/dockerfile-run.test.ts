@@ -90,3 +90,24 @@ test("proxy build args reach RUN but neither the image history nor the cache key
   const config = await readFile(path.join(dir, "blobs", manifest.config.digest.replace(":", "/")), "utf8");
   assert.doesNotMatch(config, /proxy\.example/i);
 });
+
+test("mounts from an image, cache mounts with uid/gid/mode or seeded from a stage", async () => {
+  const ctx = await env.context({
+    Dockerfile: [
+      "FROM busybox AS seed",
+      "RUN mkdir -p /s && echo seeded > /s/file",
+      "FROM busybox",
+      "RUN --mount=type=bind,from=busybox,source=/bin,target=/img ls /img/busybox > /from-image",
+      "RUN --mount=type=cache,target=/owned,uid=1234,gid=2345,mode=0750 stat -c '%u %g %a' /owned > /owned-stat",
+      "RUN --mount=type=cache,target=/seeded,from=seed,source=/s,id=seeded sh -c 'cat /seeded/file > /seed-content; echo added >> /seeded/file'",
+      "ARG AGAIN",
+      "RUN --mount=type=cache,target=/seeded,from=seed,source=/s,id=seeded cat /seeded/file > /seed-later",
+    ].join("\n"),
+  });
+  const r = await build(ctx, "mount-kinds");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await readFile(path.join(r.dest, "from-image"), "utf8")).trim(), "/img/busybox");
+  assert.equal((await readFile(path.join(r.dest, "owned-stat"), "utf8")).trim(), "1234 2345 750");
+  assert.equal(await readFile(path.join(r.dest, "seed-content"), "utf8"), "seeded\n");
+  assert.equal(await readFile(path.join(r.dest, "seed-later"), "utf8"), "seeded\nadded\n", "the seeded cache keeps what the first step wrote");
+});
