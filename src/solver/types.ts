@@ -81,6 +81,8 @@ export interface StatusUpdate {
   name?: string;
   current: number;
   total?: number;
+  /** When this update was made (BuildKit's VertexStatus.Timestamp); displays use the time they received it when absent. */
+  timestamp?: Date;
   started?: Date;
   completed?: Date;
 }

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { access } from "node:fs/promises";
 import { loadConfig } from "../config.js";
 import { localOutputs, parseOutputSpec, writeMetadataFile } from "../outputs.js";
-import { PlainPrinter, RawJsonPrinter, TtyPrinter } from "./progress.js";
+import { createPrinter } from "./progress.js";
 import { printError } from "./errors.js";
 import { Controller, type SolveRequest } from "../../control/index.js";
 import { openWorker } from "../../worker/index.js";
@@ -157,8 +157,7 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
         throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${df}: no such file or directory`);
       });
     }
-    const mode = flags.progress === "auto" ? (process.stderr.isTTY ? "tty" : "plain") : flags.progress;
-    printer = mode === "tty" ? new TtyPrinter(process.stderr) : mode === "plain" ? new PlainPrinter(process.stderr) : mode === "rawjson" ? new RawJsonPrinter(process.stderr) : { write() {} };
+    printer = createPrinter(flags.progress, process.stderr);
     await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
     const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries, entitlements: cfg.insecureEntitlements });
     const secrets = await ClientSecretStore.create(flags.secret.map(parseSecretSpec));
