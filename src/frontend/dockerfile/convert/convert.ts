@@ -7,7 +7,7 @@ import { KilnError, formatPlatform, normalizePlatform, parsePlatform, type Platf
 import { parse } from "../parser/index.js";
 import { ShellLex, envsFromSlice } from "../shell/index.js";
 import { expandCommand, parseCommand, parseMount, parseStages, suggest } from "../instructions/index.js";
-import type { Command, CopyCommand, RunCommand, Stage } from "../instructions/index.js";
+import type { Command, CopyCommand, Stage } from "../instructions/index.js";
 import { dispatchCopy } from "./dispatch-copy.js";
 import { dispatchRun, withShell } from "./dispatch-run.js";
 import { dfCmd, displayName, errAt, llbPlatform, prefixCommand, stateEnv, type BuildArg, type DispatchCommand, type DispatchOpt, type DispatchState } from "./dispatchstate.js";
@@ -25,7 +25,6 @@ import {
   setEnv,
   splitEnv,
   validSignal,
-  type StageImage,
 } from "./image.js";
 
 export interface ConvertOptions {
@@ -260,17 +259,13 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
 
   const buildContext = new DeferredOutput();
   const dopt: DispatchOpt = {
-    allStates: states,
-    findByName,
     ensureResolved,
     metaArgs: optMetaArgs,
     buildArgValues: opts.buildArgs,
     lex,
-    sessionId: opts.sessionId,
     buildContext: State.fromOutput(buildContext),
     proxyEnv: proxyEnvFromBuildArgs(opts.buildArgs),
     cacheIdNamespace: opts.buildArgs.BUILDKIT_CACHE_MOUNT_NS ?? "",
-    targetPlatform: opts.targetPlatform,
     locOf,
   };
   const ctxPaths = new Set<string>();
@@ -332,7 +327,9 @@ function findCycle(states: DispatchState[]): DispatchState | undefined {
 
 async function resolveBase(d: DispatchState, opts: ConvertOptions, allStageNames: string[], locOf: (loc: SourceLocation) => Constraints["sourceLocation"]): Promise<void> {
   if (d.baseName === emptyImageName) {
-    d.state = State.scratch();
+    // BuildKit leaves `FROM --platform=… scratch` without a platform, so its RUN steps get the
+    // target's; Kiln keeps the one asked for (and refuses it early when it cannot run it).
+    d.state = d.platform ? State.scratch().platform(llbPlatform(d.platform)) : State.scratch();
     d.image = emptyImage(opts.targetPlatform);
     return;
   }
@@ -570,5 +567,3 @@ function dispatchExpose(d: DispatchState, ports: string[], opt: DispatchOpt): vo
   // Go prints the map sorted by key.
   commitToHistory(d.image, `EXPOSE map[${[...all].sort().map((p) => `${p}:{}`).join(" ")}]`, false, false);
 }
-
-export type { StageImage, RunCommand };

@@ -45,18 +45,14 @@ export interface DispatchState {
 }
 
 export interface DispatchOpt {
-  allStates: DispatchState[];
-  findByName(name: string): DispatchState | undefined;
-  /** Adds an unregistered (image) state discovered late, e.g. by an ONBUILD trigger. */
+  /** Resolves a state's base image if not done yet (e.g. an image first named by an ONBUILD trigger). */
   ensureResolved(d: DispatchState): Promise<void>;
   metaArgs: BuildArg[];
   buildArgValues: Record<string, string>;
   lex: ShellLex;
-  sessionId: string;
   buildContext: State;
   proxyEnv: ProxyEnvOpt | undefined;
   cacheIdNamespace: string;
-  targetPlatform: Platform;
   locOf(loc: SourceLocation): Constraints["sourceLocation"];
 }
 
