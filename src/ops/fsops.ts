@@ -6,7 +6,7 @@ import type { Stats } from "node:fs";
 import { constants } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { compilePatterns, type PatternMatcher } from "../session/index.js";
+import { compilePatterns, matchSegment, type PatternMatcher } from "../session/index.js";
 import { KilnError, mapLimit, secureJoin, throwIfAborted } from "../util/index.js";
 import { archiveKind, unpackArchive } from "./unpack.js";
 
@@ -43,56 +43,6 @@ function notFound(p: string, cause?: unknown): KilnError {
 }
 
 const wildcardChars = /[*?[\\]/;
-
-/** Go's filepath.Match for one path element (`*`, `?`, `[...]` with `^` negation and ranges, `\` escapes). */
-export function matchSegment(pattern: string, name: string): boolean {
-  let re = "^";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
-    else if (c === "\\") {
-      if (i + 1 >= pattern.length) return false;
-      re += escapeRe(pattern[++i]!);
-    } else if (c === "[") {
-      let j = i + 1;
-      let cls = "";
-      if (pattern[j] === "^") {
-        cls += "^";
-        j++;
-      }
-      let closed = false;
-      let first = true;
-      while (j < pattern.length) {
-        const ch = pattern[j]!;
-        if (ch === "]" && !first) {
-          closed = true;
-          break;
-        }
-        first = false;
-        if (ch === "\\") {
-          j++;
-          if (j >= pattern.length) return false;
-          cls += escapeRe(pattern[j]!);
-        } else if (ch === "-") cls += "-";
-        else cls += escapeRe(ch);
-        j++;
-      }
-      if (!closed || cls === "" || cls === "^") return false;
-      re += `[${cls}]`;
-      i = j;
-    } else re += escapeRe(c);
-  }
-  try {
-    return new RegExp(re + "$", "su").test(name);
-  } catch {
-    return false;
-  }
-}
-
-function escapeRe(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
-}
 
 /** Expands a wildcard path inside root into the matching paths (absolute, cleaned), in lexical order. */
 export async function expandWildcard(root: string, p: string): Promise<string[]> {

@@ -3,3 +3,4 @@ export * from "./localdirs.js";
 export * from "./patterns.js";
 export * from "./secrets.js";
 export * from "./ssh.js";
+export * from "./followlinks.js";

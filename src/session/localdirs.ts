@@ -4,6 +4,7 @@ import path from "node:path";
 import { constants } from "node:fs";
 import { KilnError, mapLimit, throwIfAborted } from "../util/index.js";
 import { compilePatterns, type PatternMatcher } from "./patterns.js";
+import { followLinks } from "./followlinks.js";
 import type { LocalBase, LocalDirs, LocalEntry, SyncOptions } from "./types.js";
 
 export class DiskLocalDirs implements LocalDirs {
@@ -13,7 +14,13 @@ export class DiskLocalDirs implements LocalDirs {
     const root = this.dirs[name];
     if (root === undefined) return undefined;
     const excludes = compilePatterns(opts.excludePatterns ?? []);
-    const includes = opts.includePatterns && opts.includePatterns.length > 0 ? compilePatterns(opts.includePatterns) : undefined;
+    let includePatterns = opts.includePatterns;
+    // Only what COPY/ADD can read travels: followpaths (and symlink targets on their way) become includes.
+    if (opts.followPaths && opts.followPaths.length > 0) {
+      const followed = await followLinks(root, opts.followPaths);
+      if (followed) includePatterns = [...new Set([...(includePatterns ?? []), ...followed])];
+    }
+    const includes = includePatterns && includePatterns.length > 0 ? compilePatterns(includePatterns) : undefined;
     const out: LocalEntry[] = [];
     try {
       await walk(signal, root, "", excludes, includes, out);

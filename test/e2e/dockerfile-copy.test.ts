@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { lstat, mkdir, readFile, readdir, writeFile, access } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir, symlink, writeFile, access } from "node:fs/promises";
 import path from "node:path";
 import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
@@ -30,6 +30,7 @@ before(async () => {
     await sh("tar", [flag, "-cf", path.join(ctx, `arch.tar.${ext}`), "-C", path.join(ctx, "payload"), "p.txt"]);
   }
   await writeFile(path.join(ctx, "fake.tar.gz"), "not an archive\n");
+  await symlink("payload/deep/q.txt", path.join(ctx, "link.txt"));
 });
 after(async () => {
   await env?.close();
@@ -79,10 +80,13 @@ test("wildcards, directories and trailing slashes follow BuildKit's copy rules",
       "WORKDIR /rel",
       "COPY a.txt here/",
       "COPY a.txt .",
+      "COPY link.txt /via-link",
     ].join("\n"),
     "rules",
   );
-  assert.deepEqual(await ls(path.join(d, "w1")), ["a.txt", "b.txt"]);
+  assert.equal(await readFile(path.join(d, "via-link"), "utf8"), "Q\n", "a symlinked source is followed, and its target was sent");
+  assert.deepEqual(await ls(path.join(d, "w1")), ["a.txt", "b.txt", "link.txt"]);
+  assert.ok((await lstat(path.join(d, "w1", "link.txt"))).isFile(), "a matched symlink is followed");
   assert.deepEqual(await ls(path.join(d, "d1")), ["sub", "x.txt"], "a directory's contents, not the directory");
   assert.deepEqual(await ls(path.join(d, "existing")), ["old", "sub", "x.txt"]);
   assert.equal(await readFile(path.join(d, "newfile"), "utf8"), "A\n");
@@ -99,7 +103,7 @@ test("--exclude, --parents, --chown by name and --chmod", async () => {
     [
       "FROM busybox",
       "RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && echo 'crew:x:2345:' >> /etc/group && echo 'other:x:3456:' >> /etc/group",
-      "COPY --exclude=*.md --exclude=dir/sub --exclude=*.tar* --exclude=*.Dockerfile --exclude=payload . /ex/",
+      "COPY --exclude=*.md --exclude=dir/sub --exclude=*.tar* --exclude=*.Dockerfile --exclude=payload --exclude=link.txt . /ex/",
       "COPY --parents dir/sub/*.txt a.txt /par/",
       "COPY --parents ./dir/./sub/y.txt /piv/",
       "COPY --chown=app dir /owned/dir",
