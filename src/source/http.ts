@@ -94,29 +94,32 @@ export class HttpSourceOp implements Op {
 
   async cacheMap(signal: AbortSignal): Promise<CacheMap> {
     if (this.attrs.checksum) return this.key(fileName(this.url, this.attrs.filename, undefined), this.attrs.checksum, "");
-    // Revalidate what an earlier build fetched, by ETag.
-    const byEtag = new Map(this.known().map((k) => [k.etag, k]));
-    const headers: Record<string, string> = {};
-    if (byEtag.size > 0) headers["if-none-match"] = [...byEtag.keys()].join(", ");
-    const res = await request(this.url, { method: "GET", headers, signal, dispatcher: this.dispatcher });
-    try {
-      if (res.statusCode === 304 || res.statusCode === 200) {
-        let etag = etagValue(res.headers.etag as string | undefined);
-        if (!etag && byEtag.size === 1 && res.statusCode === 304) etag = [...byEtag.keys()][0]!;
-        const k = byEtag.get(etag);
-        const ref = k ? this.deps.mgr.tryGet(k.refId) : undefined;
-        if (k && ref) {
-          this.download = { ref, checksum: k.checksum, filename: fileName(this.url, this.attrs.filename, res.headers["content-disposition"] as string | undefined), modTime: k.modTime };
-          return this.key(this.download.filename, k.checksum, k.modTime);
+    // Revalidate what an earlier build fetched (and still has), by ETag; once without it when a
+    // not-modified answer names a download that is gone meanwhile.
+    const byEtag = new Map(this.known().filter((k) => this.deps.mgr.db.getRef(k.refId)).map((k) => [k.etag, k]));
+    for (const conditional of byEtag.size > 0 ? [true, false] : [false]) {
+      const headers: Record<string, string> = conditional ? { "if-none-match": [...byEtag.keys()].join(", ") } : {};
+      const res = await request(this.url, { method: "GET", headers, signal, dispatcher: this.dispatcher });
+      try {
+        if (res.statusCode === 304 || res.statusCode === 200) {
+          let etag = etagValue(res.headers.etag as string | undefined);
+          if (!etag && byEtag.size === 1 && res.statusCode === 304) etag = [...byEtag.keys()][0]!;
+          const k = byEtag.get(etag);
+          const ref = k ? this.deps.mgr.tryGet(k.refId) : undefined;
+          if (k && ref) {
+            this.download = { ref, checksum: k.checksum, filename: fileName(this.url, this.attrs.filename, res.headers["content-disposition"] as string | undefined), modTime: k.modTime };
+            return this.key(this.download.filename, k.checksum, k.modTime);
+          }
+          if (res.statusCode === 304) continue;
         }
-        if (res.statusCode === 304) throw new KilnError("KILN_HTTP", `invalid not-modified ETag: ${etag}`);
+        if (res.statusCode < 200 || res.statusCode >= 400) throw new KilnError("KILN_HTTP", `invalid response status ${res.statusCode}`, { hint: this.url });
+        this.download = await this.save(signal, res);
+        return this.key(this.download.filename, this.download.checksum, this.download.modTime);
+      } finally {
+        discard(res);
       }
-      if (res.statusCode < 200 || res.statusCode >= 400) throw new KilnError("KILN_HTTP", `invalid response status ${res.statusCode}`, { hint: this.url });
-      this.download = await this.save(signal, res);
-      return this.key(this.download.filename, this.download.checksum, this.download.modTime);
-    } finally {
-      discard(res);
     }
+    throw new KilnError("KILN_HTTP", `invalid not-modified response for ${this.url}`);
   }
 
   async exec(signal: AbortSignal, _ctx: OpContext): Promise<Result[]> {
