@@ -199,3 +199,16 @@ void test("platform args reach a stage only when declared; declared args enter R
   const { res: undeclared } = await convert("FROM busybox\nRUN true\n", { buildArgs: { TARGETARCH: "arm64", HTTP_PROXY: "http://p" } });
   assert.equal(undeclared.image.history!.at(-1)!.created_by, "RUN /bin/sh -c true # buildkit");
 });
+
+void test("ADD --unpack overrides the defaults: local archives unpack, URLs do not", async () => {
+  const { def } = await convert("FROM busybox\nADD --unpack=false a.tar /a/\nADD --unpack https://example.com/b.tar.gz /b/\nADD c.tar /c/\n");
+  const copies = ops(def, "file").flatMap((o) => file(o).actions.map((a) => a.action)).filter((a) => a.case === "copy").map((a) => a.value);
+  assert.deepEqual(
+    copies.map((c) => [c.src, c.attemptUnpackDockerCompatibility]),
+    [
+      ["/a.tar", false],
+      ["/b.tar.gz", true],
+      ["/c.tar", true],
+    ],
+  );
+});

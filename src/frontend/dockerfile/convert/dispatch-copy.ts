@@ -71,9 +71,10 @@ export function dispatchCopy(d: DispatchState, c: CopyCommand | AddCommand, sour
       add(git(ref.remote, commit, { keepGitDir: c.keepGitDir === true }), "/", { ...base, createDestPath: true });
     } else if (isHTTPSource(src)) {
       if (!isAdd) throw new KilnError("KILN_DOCKERFILE", "source can't be a URL for COPY");
-      // Remote files are never unpacked.
+      // Remote files are unpacked only when asked (--unpack).
       const f = urlFilename(src);
-      add(http(src, { filename: f, checksum: checksum || undefined, description: dfCmd("") }), f, { ...base, createDestPath: true });
+      const unpack = c.kind === "add" && c.unpack === true;
+      add(http(src, { filename: f, checksum: checksum || undefined, description: dfCmd("") }), f, { ...base, createDestPath: true, ...(unpack ? { attemptUnpack: true } : {}) });
     } else {
       let from = src;
       let includePatterns: string[] | undefined;
@@ -88,7 +89,7 @@ export function dispatchCopy(d: DispatchState, c: CopyCommand | AddCommand, sour
         ...base,
         followSymlinks: true,
         copyDirContentsOnly: true,
-        attemptUnpack: isAdd,
+        attemptUnpack: c.kind === "add" ? (c.unpack ?? true) : false,
         createDestPath: true,
         allowWildcard: true,
         allowEmptyWildcard: true,
