@@ -1,14 +1,13 @@
 // The filesystem work of FileOp actions — copy, mkdir, mkfile, rm — on mounted snapshots, with
 // every path resolved inside its root so nothing (`..`, absolute symlinks) can escape it.
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { lstat, mkdir, readdir, readlink, symlink, chmod, lchown, lutimes, utimes, copyFile, rm, writeFile, link, stat } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { constants } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import { compilePatterns, matchSegment, type PatternMatcher } from "../session/index.js";
 import { KilnError, mapLimit, secureJoin, throwIfAborted } from "../util/index.js";
-import { archiveKind, unpackArchive } from "./unpack.js";
+import { archiveKind, mknod, unpackArchive } from "./unpack.js";
 
 const euid = process.geteuid?.() ?? 0;
 const egid = process.getegid?.() ?? 0;
@@ -329,10 +328,9 @@ async function copyDirectoryOnly(dst: string, fi: Stats, overwriteMeta: boolean)
 async function makeNode(dest: string, st: Stats): Promise<void> {
   const type = st.isFIFO() ? "p" : st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : undefined;
   if (!type) return;
-  const args = [dest, type];
-  if (type !== "p") args.push(String(Math.floor(st.rdev / 256) & 0xfff), String((st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)));
-  await promisify(execFile)("mknod", args);
+  await mknod(dest, type, Math.floor(st.rdev / 256) & 0xfff, (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00));
 }
+
 
 export async function mkdirAction(root: string, p: string, mode: number, makeParents: boolean, owner: Owner | undefined, timestamp: number | undefined): Promise<void> {
   const clean = path.posix.normalize("/" + p);

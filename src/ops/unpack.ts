@@ -206,10 +206,7 @@ async function writeEntry(signal: AbortSignal, root: string, base: string, p: st
     case 0x34:
     case 0x36: {
       await drain();
-      const type = hdr.typeflag === 0x36 ? "p" : hdr.typeflag === 0x33 ? "c" : "b";
-      const args = [p, type];
-      if (type !== "p") args.push(String(hdr.devmajor), String(hdr.devminor));
-      await run("mknod", args);
+      await mknod(p, hdr.typeflag === 0x36 ? "p" : hdr.typeflag === 0x33 ? "c" : "b", hdr.devmajor, hdr.devminor);
       break;
     }
     default:
@@ -223,12 +220,15 @@ async function writeEntry(signal: AbortSignal, root: string, base: string, p: st
   if (hdr.typeflag !== 0x35) await lutimes(p, timeOf(hdr.atime ?? hdr.mtime), timeOf(hdr.mtime));
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
+/** `mknod PATH p` (a fifo) or `mknod PATH c|b MAJOR MINOR`: Node cannot make device nodes itself. */
+export function mknod(dest: string, type: "p" | "c" | "b", major = 0, minor = 0): Promise<void> {
+  const args = [dest, type];
+  if (type !== "p") args.push(String(major), String(minor));
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn("mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new KilnError("KILN_UNPACK", `${cmd} ${args.join(" ")}: ${stderr.trim()}`))));
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new KilnError("KILN_FILEOP", `mknod ${args.join(" ")}: ${stderr.trim()}`))));
   });
 }

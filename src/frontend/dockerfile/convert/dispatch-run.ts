@@ -4,6 +4,7 @@ import path from "node:path";
 import { FileAction, State, type MountOpt, type RunOptions } from "../../../llb/index.js";
 import { KilnError } from "../../../util/index.js";
 import { chompHeredocContent, mustParseHeredoc } from "../parser/index.js";
+import { envsFromSlice } from "../shell/index.js";
 import type { Mount, RunCommand } from "../instructions/index.js";
 import { dfCmd, displayName, prefixCommand, stateEnv, type DispatchOpt, type DispatchState } from "./dispatchstate.js";
 import { commitToHistory } from "./image.js";
@@ -76,11 +77,7 @@ export function dispatchRun(d: DispatchState, c: RunCommand, sources: (DispatchS
 
 /** `|2 A=1 B=2 cmd`: the build args the step saw, before the command, as BuildKit records it. */
 function runCommandString(args: string[], buildArgs: DispatchState["buildArgs"], env: string[]): string {
-  const values = new Map<string, string>();
-  for (const e of env) {
-    const i = e.indexOf("=");
-    values.set(i < 0 ? e : e.slice(0, i), i < 0 ? "" : e.slice(i + 1));
-  }
+  const values = envsFromSlice(env);
   const pairs = buildArgs.map((a) => `${a.key}=${values.get(a.key) ?? a.value ?? ""}`);
   const prefix = pairs.length > 0 ? [`|${pairs.length}`, ...pairs] : [];
   return [...prefix, ...args].join(" ");
