@@ -75,16 +75,16 @@ export async function loadConfig(file: string | undefined): Promise<KilnConfig> 
   return cfg;
 }
 
-function parseGC(oci: Record<string, unknown>): KilnConfig["gc"] {
+/**
+ * `[worker.oci]`'s GC keys as BuildKit's getGCPolicy reads them: explicit `[[gcpolicy]]` rules
+ * (keepBytes standing in for an unset reservedSpace), else the default policies built from
+ * reservedSpace/maxUsedSpace/minFreeSpace (gckeepstorage standing in for all three unset).
+ */
+export function parseGC(oci: Record<string, unknown>): KilnConfig["gc"] {
   const space = (v: unknown): DiskSpace | undefined => (v === undefined ? undefined : parseDiskSpace(v));
-  const keepStorage = space(oci.gckeepstorage);
-  let reservedSpace = space(oci.reservedSpace);
-  const maxUsedSpace = space(oci.maxUsedSpace);
-  const minFreeSpace = space(oci.minFreeSpace);
-  // gckeepstorage is the older name of reservedSpace.
-  if (!reservedSpace && !maxUsedSpace && !minFreeSpace && keepStorage) reservedSpace = keepStorage;
-  const rules = Array.isArray(oci.gcpolicy) ? (oci.gcpolicy as unknown[]).map(asRecord) : [];
   const none: DiskSpace = { bytes: 0, percentage: 0 };
+  const isSet = (d: DiskSpace | undefined): d is DiskSpace => d !== undefined && (d.bytes !== 0 || d.percentage !== 0);
+  const rules = Array.isArray(oci.gcpolicy) ? (oci.gcpolicy as unknown[]).map(asRecord) : [];
   const policies: GCPolicy[] =
     rules.length > 0
       ? rules.map((r) => {
@@ -94,12 +94,11 @@ function parseGC(oci: Record<string, unknown>): KilnConfig["gc"] {
             all: r.all === true,
             filters: strings(r.filters) ?? [],
             keepDurationMs: r.keepDuration === undefined ? 0 : parseConfigDuration(r.keepDuration),
-            // keepBytes is the older name of reservedSpace, and behaves as it did.
-            reservedSpace: reserved ?? keepBytes ?? none,
+            reservedSpace: isSet(reserved) ? reserved : (keepBytes ?? none),
             maxUsedSpace: space(r.maxUsedSpace) ?? none,
             minFreeSpace: space(r.minFreeSpace) ?? none,
           };
         })
-      : defaultGCPolicies({ reservedSpace, maxUsedSpace, minFreeSpace });
+      : defaultGCPolicies({ reservedSpace: space(oci.reservedSpace), maxUsedSpace: space(oci.maxUsedSpace), minFreeSpace: space(oci.minFreeSpace), keepStorage: space(oci.gckeepstorage) });
   return { enabled: oci.gc !== false, policies };
 }

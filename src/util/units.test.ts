@@ -5,13 +5,23 @@ import { diskSpaceBytes, formatBytes, parseConfigDuration, parseDiskSpace, parse
 test("sizes parse as docker/go-units RAMInBytes does (binary multiples)", () => {
   assert.equal(ramInBytes("512"), 512);
   assert.equal(ramInBytes("10GB"), 10 * 1024 ** 3);
+  assert.equal(ramInBytes("10gb"), 10 * 1024 ** 3);
+  assert.equal(ramInBytes("10G"), 10 * 1024 ** 3);
+  assert.equal(ramInBytes("10GiB"), 10 * 1024 ** 3);
   assert.equal(ramInBytes("512MB"), 512 * 1024 ** 2);
   assert.equal(ramInBytes("1.5g"), 1.5 * 1024 ** 3);
   assert.equal(ramInBytes("2 KiB"), 2048);
-  assert.throws(() => ramInBytes("ten"));
+  assert.equal(ramInBytes("2 kb"), 2048);
+  assert.equal(ramInBytes("100b"), 100);
+  assert.equal(ramInBytes("1e3"), 1000);
+  assert.equal(ramInBytes("32.5"), 32);
+  assert.equal(ramInBytes("0.5k"), 512);
+  for (const bad of ["ten", "", "-1", "10Gi", "10GBs", "10 G B", "1.2.3M", "0x10", "10X", "10bb"]) assert.throws(() => ramInBytes(bad), bad);
   assert.deepEqual(parseDiskSpace("90%"), { bytes: 0, percentage: 90 });
+  assert.deepEqual(parseDiskSpace('"10GB"'), { bytes: 10 * 1024 ** 3, percentage: 0 });
   assert.deepEqual(parseDiskSpace(1000), { bytes: 1000, percentage: 0 });
-  assert.throws(() => parseDiskSpace("x%"));
+  assert.deepEqual(parseDiskSpace(""), { bytes: 0, percentage: 0 });
+  for (const bad of ["x%", "%", "1.5%", "ten"]) assert.throws(() => parseDiskSpace(bad), bad);
 });
 
 test("percentages become whole GB rounded up, and respect a cap", () => {

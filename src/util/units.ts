@@ -10,13 +10,38 @@ export interface DiskSpace {
   capBytes?: number;
 }
 
-const ramUnits: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+const binaryUnits: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
-/** docker/go-units RAMInBytes: "512MB", "10g", "1.5GiB", "4096". */
+/**
+ * docker/go-units RAMInBytes: a number (Go's ParseFloat syntax), an optional space, then an
+ * optional suffix b, K, KB, KiB, M, MB, MiB… (any case; every multiple binary, "10GB" = 10 GiB).
+ */
 export function ramInBytes(text: string): number {
-  const m = /^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid size: '${text}'`);
-  return Math.trunc(parseFloat(m[1]!) * ramUnits[(m[2] ?? "").toLowerCase()]!);
+  let sep = -1;
+  for (let i = text.length - 1; i >= 0; i--) {
+    if ("0123456789. ".includes(text[i]!)) {
+      sep = i;
+      break;
+    }
+  }
+  if (sep === -1) throw new Error(`invalid size: '${text}'`);
+  const num = text[sep] === " " ? text.slice(0, sep) : text.slice(0, sep + 1);
+  const sfx = text.slice(sep + 1).toLowerCase();
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(num)) throw new Error(`invalid size: '${text}'`);
+  let size = Number(num);
+  if (size < 0) throw new Error(`invalid size: '${text}'`);
+  if (sfx === "") return Math.trunc(size);
+  const bad = () => new Error(`invalid suffix: '${sfx}'`);
+  if (sfx.length > 3) throw bad();
+  if (sfx[0] === "b") {
+    if (sfx.length > 1) throw bad();
+    return Math.trunc(size);
+  }
+  const mul = binaryUnits[sfx[0]!];
+  if (mul === undefined) throw bad();
+  if ((sfx.length === 2 && sfx[1] !== "b") || (sfx.length === 3 && sfx.slice(1) !== "ib")) throw bad();
+  size *= mul;
+  return Math.trunc(size);
 }
 
 /** A TOML value for a disk-space key: an integer (bytes), "10GB", or "90%". */
@@ -26,9 +51,9 @@ export function parseDiskSpace(v: unknown): DiskSpace {
   const text = v.replace(/^"(.*)"$/, "$1").trim();
   if (text === "") return { bytes: 0, percentage: 0 };
   if (text.endsWith("%")) {
-    const p = Number(text.slice(0, -1));
-    if (!Number.isInteger(p)) throw new Error(`invalid disk space ${text}`);
-    return { bytes: 0, percentage: p };
+    const digits = text.slice(0, -1);
+    if (!/^[+-]?\d+$/.test(digits)) throw new Error(`invalid disk space ${text}`);
+    return { bytes: 0, percentage: Number(digits) };
   }
   try {
     return { bytes: ramInBytes(text), percentage: 0 };
