@@ -114,6 +114,12 @@ export class MetadataDB {
         PRIMARY KEY (lease, kind, id)
       );
       CREATE INDEX IF NOT EXISTS lease_resources_id ON lease_resources(kind, id);
+      -- Bytes a process is about to commit, counted against the cap until its ref row exists.
+      CREATE TABLE IF NOT EXISTS reservations (
+        id TEXT PRIMARY KEY,
+        lease TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
+        bytes INTEGER NOT NULL
+      );
       CREATE TABLE IF NOT EXISTS kv (
         bucket TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -227,8 +233,41 @@ export class MetadataDB {
     return (this.db.prepare("SELECT id, pid, start, created_at AS createdAt FROM leases").all() as LeaseRecord[]).map((l) => ({ ...l }));
   }
 
+  /** Drops a lease (its resources and reservations go with it). */
   deleteLease(id: string): void {
     this.db.prepare("DELETE FROM leases WHERE id = ?").run(id);
+  }
+
+  /**
+   * Drops the lease of a process that died: what it held is free, and whatever it left half-made
+   * on disk needs the next start's full recovery scan, so the root is marked unclean.
+   */
+  reapLease(id: string): void {
+    this.transaction(() => {
+      if (this.db.prepare("DELETE FROM leases WHERE id = ?").run(id).changes > 0) this.markUnclean();
+    });
+  }
+
+  /** Recovery's bookkeeping: a counter bumped whenever a crash is noticed, and whether the last full scan saw the latest one. */
+  markUnclean(): void {
+    const epoch = Number(this.getKV("recovery", "epoch") ?? "0") + 1;
+    this.setKV("recovery", "epoch", String(epoch));
+    this.setKV("recovery", "clean", "0");
+  }
+
+  recoveryEpoch(): number {
+    return Number(this.getKV("recovery", "epoch") ?? "0");
+  }
+
+  /** Marks the root clean unless a crash was noticed since the scan started (at `epoch`). */
+  markClean(epoch: number): void {
+    this.transaction(() => {
+      if (this.recoveryEpoch() === epoch) this.setKV("recovery", "clean", "1");
+    });
+  }
+
+  isClean(): boolean {
+    return this.getKV("recovery", "clean") === "1";
   }
 
   addLeaseResource(lease: string, kind: string, id: string): void {
@@ -257,6 +296,54 @@ export class MetadataDB {
   /** Whether any ref still uses this layer blob. */
   blobInUse(digest: string): boolean {
     return this.db.prepare("SELECT 1 FROM refs WHERE blob_digest = ? LIMIT 1").get(digest) !== undefined;
+  }
+
+  // Space accounting.
+
+  /**
+   * Bytes counted against the cap: committed snapshots, their layer blobs (each once), cache
+   * mounts (as last measured) and every live reservation. Cheap: one query, no disk walk.
+   */
+  accountedBytes(): number {
+    const row = this.db
+      .prepare(
+        `SELECT
+           (SELECT COALESCE(SUM(size), 0) FROM refs) +
+           (SELECT COALESCE(SUM(s), 0) FROM (SELECT MAX(blob_size) AS s FROM refs WHERE blob_digest IS NOT NULL GROUP BY blob_digest)) +
+           (SELECT COALESCE(SUM(CAST(value AS INTEGER)), 0) FROM kv WHERE bucket = 'cachemount.size') +
+           (SELECT COALESCE(SUM(bytes), 0) FROM reservations) AS total`,
+      )
+      .get() as { total: number };
+    return row.total;
+  }
+
+  /** Bytes reserved by every process for commits in progress. */
+  reservedBytes(): number {
+    return (this.db.prepare("SELECT COALESCE(SUM(bytes), 0) AS n FROM reservations").get() as { n: number }).n;
+  }
+
+  /**
+   * Reserves `bytes` for the commit of ref `id` when `fits(accountedBytes)` says so (or always,
+   * with `force`). One write transaction, so concurrent processes can't both take the last room.
+   */
+  tryReserve(id: string, lease: string, bytes: number, fits: (accounted: number) => boolean, force = false): boolean {
+    return this.transaction(() => {
+      if (!force && !fits(this.accountedBytes())) return false;
+      this.db.prepare("INSERT OR REPLACE INTO reservations (id, lease, bytes) VALUES (?, ?, ?)").run(id, lease, bytes);
+      return true;
+    });
+  }
+
+  releaseReservation(id: string): void {
+    this.db.prepare("DELETE FROM reservations WHERE id = ?").run(id);
+  }
+
+  /** Records a committed ref and drops its reservation, atomically (its bytes are counted once). */
+  commitRef(rec: RefRecord): void {
+    this.transaction(() => {
+      this.insertRef(rec);
+      this.releaseReservation(rec.id);
+    });
   }
 
   /** Folds the write-ahead log into the database file (so its size on disk is the data's). */

@@ -16,10 +16,11 @@ export interface CacheManagerOptions {
   /** This process's lease: what it holds is recorded there so other processes spare it. */
   leaseId?: string;
   /**
-   * Called before a new snapshot of `bytes` is committed, so the store can make room first
-   * (GC before the cap is crossed, not after).
+   * Called before a snapshot of `bytes` is committed as ref `id`: makes room first when the
+   * store would cross its cap (GC before the cap is crossed, not after) and records the bytes
+   * as reserved until the ref row exists.
    */
-  beforeCommit?: (bytes: number) => Promise<void>;
+  reserve?: (signal: AbortSignal, id: string, bytes: number) => Promise<void>;
 }
 
 export class CacheManager {
@@ -207,13 +208,22 @@ export class MutableRef {
     return this.mgr.snapshotter.upperDir(this.id);
   }
 
-  /** Freezes the snapshot; the ref is recorded only once its content is complete. */
-  async commit(extra: Partial<Pick<RefRecord, "blobDigest" | "blobMediaType" | "blobSize" | "diffId" | "meta">> = {}): Promise<ImmutableRef> {
+  /**
+   * Freezes the snapshot; the ref is recorded only once its content is complete. Its size (and
+   * its layer blob's, when no other ref has that blob yet) is reserved against the store's cap
+   * first, so collection makes room before the store grows, not after.
+   */
+  async commit(
+    extra: Partial<Pick<RefRecord, "blobDigest" | "blobMediaType" | "blobSize" | "diffId" | "meta">> = {},
+    signal: AbortSignal = new AbortController().signal,
+  ): Promise<ImmutableRef> {
     if (this.done) throw new Error(`ref ${this.id} already finished`);
     this.done = true;
+    const db = this.mgr.db;
     try {
       const size = await this.mgr.snapshotter.usage(this.id);
-      await this.mgr.opts.beforeCommit?.(size);
+      const newBlob = extra.blobDigest && extra.blobSize && !db.blobInUse(extra.blobDigest) ? extra.blobSize : 0;
+      await this.mgr.opts.reserve?.(signal, this.id, size + newBlob);
       await this.mgr.snapshotter.commit(this.id);
       const now = Date.now();
       const rec: RefRecord = {
@@ -231,9 +241,12 @@ export class MutableRef {
         recordType: this.recordType,
         usageCount: 1,
       };
-      this.mgr.db.insertRef(rec);
+      // The row and the hold go in before the snapshot's lease is dropped (finally), so no other
+      // process ever sees this snapshot unowned.
+      db.commitRef(rec);
       return this.mgr.handle(rec);
     } catch (err) {
+      db.releaseReservation(this.id);
       await this.mgr.snapshotter.remove(this.id).catch(() => {});
       throw err;
     } finally {

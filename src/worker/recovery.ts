@@ -43,19 +43,25 @@ export async function recover(d: RecoveryDeps): Promise<RecoveryReport> {
   report.mounts = stale.mounts;
   report.ingests = await d.content.cleanupStale(pidIsDead);
 
-  const live: string[] = [];
+  // Dead leases: what they held is free now. A lease reaped since the last full scan (by another
+  // process's collector) marked the root unclean, so the scan below still runs.
   for (const l of d.db.allLeases()) {
-    if (await processIsAlive(l.pid, l.start)) live.push(l.id);
-    else {
-      d.db.deleteLease(l.id);
+    if (!(await processIsAlive(l.pid, l.start))) {
+      d.db.reapLease(l.id);
       report.deadLeases++;
     }
   }
+  // A crash noticed after this point (epoch moves on) leaves the root unclean for the next start.
+  const epoch = d.db.recoveryEpoch();
   // Every process holds a lease until it exits cleanly: without a dead lease or a leftover of a
   // dead process, nothing crashed and the (slow, per-ref) consistency scan is skipped.
-  const crashed = report.deadLeases + report.containers + report.tempDirs + report.mounts + report.ingests > 0 || d.db.getKV("recovery", "clean") !== "1";
+  const crashed = report.deadLeases + report.containers + report.tempDirs + report.mounts + report.ingests > 0 || !d.db.isClean();
   if (!crashed) return report;
-  const held = new Set([...d.db.leasedIds("snapshot", live), ...d.db.leasedIds("ref", live)]);
+
+  // The disk is listed before the database is read: a process takes its lease on a snapshot
+  // before creating it and drops it only once the ref row exists (or the snapshot is gone), so a
+  // snapshot listed here that is neither a ref nor leased below is an orphan.
+  const onDisk = await d.snapshotter.list();
 
   // Refs whose snapshot is gone (or never finished) can't be served: drop them and their descendants.
   const refs = d.db.allRefs();
@@ -83,23 +89,30 @@ export async function recover(d: RecoveryDeps): Promise<RecoveryReport> {
 
   // Snapshots no ref records (a crash between prepare and commit, or mid-delete): removed,
   // children first, unless a live process holds them.
-  const known = new Set(d.db.allRefs().map((r) => r.id));
-  let orphans = (await d.snapshotter.list()).filter((s) => !known.has(s.id) && !held.has(s.id));
+  const { known, held } = d.db.transaction(() => {
+    const live = d.db.allLeases().map((l) => l.id);
+    return {
+      known: new Set(d.db.allRefs().map((r) => r.id)),
+      held: new Set([...d.db.leasedIds("snapshot", live), ...d.db.leasedIds("ref", live)]),
+    };
+  });
+  let orphans = onDisk.filter((s) => !known.has(s.id) && !held.has(s.id));
   for (let pass = 0; orphans.length > 0 && pass < 64; pass++) {
     const next: typeof orphans = [];
     for (const s of orphans) {
       try {
         await d.snapshotter.remove(s.id);
         report.snapshots++;
-      } catch {
-        next.push(s);
+      } catch (err) {
+        // Gone already (its owner discarded it meanwhile), or it still has a child: next pass.
+        if ((err as { code?: string }).code !== "KILN_SNAPSHOT_NOT_FOUND") next.push(s);
       }
     }
     if (next.length === orphans.length) break;
     orphans = next;
   }
 
-  d.db.setKV("recovery", "clean", "1");
+  d.db.markClean(epoch);
 
   // Key locks left by dead processes would only be taken over later; clear them now.
   const lockDir = path.join(d.root, "locks");

@@ -1,24 +1,24 @@
-// `kiln du` and `kiln prune`: buildctl's commands, same flags and same output bytes, run against
-// the root in-process (the daemon form goes over the Control API).
+// `kiln du`: buildctl's command, same flags and same output bytes, run against the root
+// in-process (the daemon form goes over the Control API). The printers are shared with prune.
 import type { Command } from "commander";
 import path from "node:path";
 import { loadConfig } from "../config.js";
-import { openWorker } from "../../worker/index.js";
-import { CanceledError, formatBytes, parseGoDuration } from "../../util/index.js";
+import { openWorker, type OpenedWorker } from "../../worker/index.js";
+import { KilnError, formatBytes } from "../../util/index.js";
 import type { UsageInfo } from "../../cache/index.js";
 import { printError } from "./errors.js";
 import { TabWriter } from "./tabwriter.js";
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
+export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-interface GlobalFlags {
+export interface GlobalFlags {
   root?: string;
   config?: string;
   debug?: boolean;
 }
 
-/** Go's time.Time String(): "2026-11-24 12:00:00.123456789 +0000 UTC". */
-function goTime(d: Date): string {
+/** Go's time.Time String() for a UTC time: "2026-11-24 12:00:00.123 +0000 UTC". */
+export function goTime(d: Date): string {
   const p = (n: number, w = 2) => String(n).padStart(w, "0");
   const frac = d.getUTCMilliseconds() ? `.${p(d.getUTCMilliseconds(), 3).replace(/0+$/, "")}` : "";
   return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}${frac} +0000 UTC`;
@@ -46,6 +46,7 @@ export function printTableHeader(tw: TabWriter): void {
   tw.write("ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\n");
 }
 
+/** buildctl's row: `%-71s\t%-11v\t%s\t` (the LAST ACCESSED column stays empty, as there). */
 export function printTableRow(tw: TabWriter, r: UsageInfo): void {
   const id = r.mutable ? `${r.id}*` : r.id;
   const size = formatBytes(r.size) + (r.shared ? "*" : "");
@@ -72,7 +73,31 @@ export function printSummary(tw: TabWriter, records: UsageInfo[]): void {
   tw.flush();
 }
 
-async function withWorker<T>(g: GlobalFlags, fn: (opened: Awaited<ReturnType<typeof openWorker>>) => Promise<T>): Promise<T> {
+/** A record as buildctl's `{{json .}}` prints client.UsageInfo (its field order and names). */
+export function usageJSON(r: UsageInfo): Record<string, unknown> {
+  return {
+    id: r.id,
+    mutable: r.mutable,
+    inUse: r.inUse,
+    size: r.size,
+    createdAt: r.createdAt.toISOString(),
+    lastUsedAt: r.lastUsedAt?.toISOString() ?? null,
+    usageCount: r.usageCount,
+    parents: r.parents.length > 0 ? r.parents : null,
+    description: r.description,
+    recordType: r.recordType,
+    shared: r.shared,
+  };
+}
+
+/** `--format`: Go templates are not implemented; `{{json .}}` (or `json`) is. */
+export function checkFormat(format: string | undefined): void {
+  if (format !== undefined && !/^(json|\{\{\s*json\s+\.\s*\}\})$/.test(format.trim())) {
+    throw new KilnError("KILN_FLAGS", `unsupported --format ${JSON.stringify(format)}: only '{{json .}}' is supported`);
+  }
+}
+
+export async function withWorker<T>(g: GlobalFlags, fn: (opened: OpenedWorker) => Promise<T>): Promise<T> {
   const cfg = await loadConfig(g.config);
   const root = path.resolve(g.root ?? cfg.root);
   await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
@@ -85,14 +110,15 @@ export function registerDiskUsage(program: Command, setExit: (code: number) => v
     .description("disk usage")
     .option("-f, --filter <filter>", "Filter records", collect, [])
     .option("-v, --verbose", "Verbose output")
-    .option("--format <format>", "Format the output: json, or a Go-template-like {{json .}}")
+    .option("--format <format>", "Format the output using the given Go template, e.g, '{{json .}}'")
     .action(async (flags: { filter: string[]; verbose?: boolean; format?: string }) => {
       const g = program.opts<GlobalFlags>();
       try {
+        checkFormat(flags.format);
         await withWorker(g, async (opened) => {
           const records = await opened.gc.diskUsage(flags.filter);
           if (flags.format) {
-            process.stdout.write(JSON.stringify(records) + "\n");
+            process.stdout.write(JSON.stringify(records.map(usageJSON)) + "\n");
             return;
           }
           const tw = new TabWriter(process.stdout);
@@ -107,52 +133,6 @@ export function registerDiskUsage(program: Command, setExit: (code: number) => v
         setExit(0);
       } catch (err) {
         setExit(printError(err, g.debug ?? false, false));
-      }
-    });
-
-  program
-    .command("prune")
-    .description("clean up build cache")
-    .option("--keep-duration <duration>", "Keep data newer than this limit (Go duration, e.g. 48h)")
-    .option("--keep-storage <MB>", "Keep data below this limit (in MB)")
-    .option("-f, --filter <filter>", "Filter records", collect, [])
-    .option("--all", "Include internal/frontend references")
-    .option("-v, --verbose", "Verbose output")
-    .option("--format <format>", "Format the output: json")
-    .action(async (flags: { keepDuration?: string; keepStorage?: string; filter: string[]; all?: boolean; verbose?: boolean; format?: string }) => {
-      const g = program.opts<GlobalFlags>();
-      const ac = new AbortController();
-      const onSignal = () => ac.abort(new CanceledError("interrupted"));
-      process.on("SIGINT", onSignal);
-      try {
-        const keepBytes = flags.keepStorage ? Math.trunc(parseFloat(flags.keepStorage) * 1e6) : 0;
-        if (flags.keepStorage && !Number.isFinite(keepBytes)) throw new Error(`invalid --keep-storage ${flags.keepStorage}`);
-        const keepDurationMs = flags.keepDuration ? parseGoDuration(flags.keepDuration) : 0;
-        await withWorker(g, async (opened) => {
-          const tw = new TabWriter(process.stdout);
-          let first = true;
-          let total = 0;
-          await opened.gc.prune(ac.signal, { all: flags.all, filters: flags.filter, keepDurationMs, keepBytes }, (r) => {
-            total += r.size;
-            if (flags.format) process.stdout.write(JSON.stringify(r) + "\n");
-            else if (flags.verbose) printVerbose(tw, [r]);
-            else {
-              if (first) printTableHeader(tw);
-              first = false;
-              printTableRow(tw, r);
-              tw.flush();
-            }
-          });
-          if (!flags.format) {
-            tw.write(`Total:\t${formatBytes(total)}\n`);
-            tw.flush();
-          }
-        });
-        setExit(0);
-      } catch (err) {
-        setExit(printError(err, g.debug ?? false, ac.signal.aborted));
-      } finally {
-        process.off("SIGINT", onSignal);
       }
     });
 }

@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { registerBuild } from "./build.js";
 import { registerBinfmt } from "./binfmt.js";
 import { registerDiskUsage } from "./du.js";
+import { registerPrune } from "./prune.js";
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("kiln")
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<number> {
   registerBuild(program, setExit);
   registerBinfmt(program, setExit);
   registerDiskUsage(program, setExit);
+  registerPrune(program, setExit);
   await program.parseAsync(argv, { from: "user" });
   return exitCode;
 }
