@@ -4,3 +4,4 @@ export * from "./patterns.js";
 export * from "./secrets.js";
 export * from "./ssh.js";
 export * from "./followlinks.js";
+export * from "./wire.js";
