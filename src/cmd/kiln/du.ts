@@ -8,10 +8,11 @@ import { KilnError, formatBytes } from "../../util/index.js";
 import type { UsageInfo } from "../../cache/index.js";
 import { printError } from "./errors.js";
 import { TabWriter } from "./tabwriter.js";
+import { daemonOptions, withClient, type DaemonFlags } from "./daemon.js";
 
 export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-export interface GlobalFlags {
+export interface GlobalFlags extends DaemonFlags {
   root?: string;
   config?: string;
   debug?: boolean;
@@ -115,12 +116,12 @@ export function registerDiskUsage(program: Command, setExit: (code: number) => v
       const g = program.opts<GlobalFlags>();
       try {
         checkFormat(flags.format);
-        await withWorker(g, async (opened) => {
-          const records = await opened.gc.diskUsage(flags.filter);
-          if (flags.format) {
-            process.stdout.write(JSON.stringify(records.map(usageJSON)) + "\n");
-            return;
-          }
+        const daemon = daemonOptions(g);
+        const signal = new AbortController().signal;
+        const records = daemon ? await withClient(signal, daemon, (c) => c.diskUsage(signal, flags.filter)) : await withWorker(g, (opened) => opened.gc.diskUsage(flags.filter));
+        if (flags.format) {
+          process.stdout.write(JSON.stringify(records.map(usageJSON)) + "\n");
+        } else {
           const tw = new TabWriter(process.stdout);
           if (flags.verbose) printVerbose(tw, records);
           else {
@@ -129,7 +130,7 @@ export function registerDiskUsage(program: Command, setExit: (code: number) => v
             tw.flush();
           }
           if (flags.filter.length === 0) printSummary(tw, records);
-        });
+        }
         setExit(0);
       } catch (err) {
         setExit(printError(err, g.debug ?? false, false));

@@ -5,6 +5,8 @@ import { registerBuild } from "./build.js";
 import { registerBinfmt } from "./binfmt.js";
 import { registerDiskUsage } from "./du.js";
 import { registerPrune } from "./prune.js";
+import { registerDebug } from "./debug.js";
+import { registerDaemonFlags } from "./daemon.js";
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("kiln")
@@ -13,6 +15,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--config <file>", "buildkitd.toml-style config file")
     .option("--debug", "print error causes and stacks")
     .showHelpAfterError();
+  registerDaemonFlags(program);
   let exitCode = 0;
   const setExit = (code: number) => {
     exitCode = code;
@@ -21,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerBinfmt(program, setExit);
   registerDiskUsage(program, setExit);
   registerPrune(program, setExit);
+  registerDebug(program, setExit);
   await program.parseAsync(argv, { from: "user" });
   return exitCode;
 }

@@ -4,6 +4,8 @@ import type { Command } from "commander";
 import { CanceledError, KilnError, formatBytes, parseGoDuration } from "../../util/index.js";
 import { printError } from "./errors.js";
 import { TabWriter } from "./tabwriter.js";
+import type { UsageInfo } from "../../cache/index.js";
+import { daemonOptions, withClient } from "./daemon.js";
 import { checkFormat, collect, printTableHeader, printTableRow, printVerbose, usageJSON, withWorker, type GlobalFlags } from "./du.js";
 
 interface PruneFlags {
@@ -53,26 +55,32 @@ export function registerPrune(program: Command, setExit: (code: number) => void)
           reservedSpace: megabytes("keep-storage-min", flags.keepStorageMin),
           minFreeSpace: megabytes("free-storage", flags.freeStorage),
         };
-        await withWorker(g, async (opened) => {
-          const tw = new TabWriter(process.stdout);
-          let first = true;
-          let total = 0;
-          await opened.gc.prune(ac.signal, opts, (r) => {
-            total += r.size;
-            if (flags.format) process.stdout.write(JSON.stringify(usageJSON(r)) + "\n");
-            else if (flags.verbose) printVerbose(tw, [r]);
-            else {
-              if (first) printTableHeader(tw);
-              first = false;
-              printTableRow(tw, r);
-              tw.flush();
-            }
-          });
-          if (!flags.format) {
-            tw.write(`Total:\t${formatBytes(total)}\n`);
+        const tw = new TabWriter(process.stdout);
+        let first = true;
+        let total = 0;
+        const onRemoved = (r: UsageInfo) => {
+          total += r.size;
+          if (flags.format) process.stdout.write(JSON.stringify(usageJSON(r)) + "\n");
+          else if (flags.verbose) printVerbose(tw, [r]);
+          else {
+            if (first) printTableHeader(tw);
+            first = false;
+            printTableRow(tw, r);
             tw.flush();
           }
-        });
+        };
+        const daemon = daemonOptions(g);
+        if (daemon) {
+          // The Control API of BuildKit 0.11 carries one size limit (keepBytes).
+          if (opts.reservedSpace || opts.minFreeSpace) throw new KilnError("KILN_FLAGS", "--keep-storage-min and --free-storage are not supported with --addr: the daemon's API has only --keep-storage");
+          await withClient(ac.signal, daemon, (c) => c.prune(ac.signal, { all: opts.all, filters: opts.filters, keepDurationMs: opts.keepDurationMs, keepBytes: opts.maxUsedSpace }, onRemoved));
+        } else {
+          await withWorker(g, (opened) => opened.gc.prune(ac.signal, opts, onRemoved));
+        }
+        if (!flags.format) {
+          tw.write(`Total:\t${formatBytes(total)}\n`);
+          tw.flush();
+        }
         setExit(0);
       } catch (err) {
         setExit(printError(err, g.debug ?? false, ac.signal.aborted));

@@ -1,0 +1,178 @@
+// A Control API client over grpc-js (unix sockets, TCP, mutual TLS), returning what buildctl's
+// client library returns: usage records sorted as it sorts them, worker infos, the version.
+import * as grpc from "@grpc/grpc-js";
+import { readFile } from "node:fs/promises";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { bindClient, control, maxMessageBytes, type ServiceClient, type workertypes } from "../api/index.js";
+import { KilnError, errorMessage } from "../util/index.js";
+import { parseDaemonAddress, tlsFiles, type TLSFlags } from "./address.js";
+
+/** One cache record, with the fields and names `buildctl du` uses (client.UsageInfo). */
+export interface UsageInfo {
+  id: string;
+  parents: string[];
+  mutable: boolean;
+  inUse: boolean;
+  size: number;
+  createdAt: Date;
+  lastUsedAt: Date | undefined;
+  usageCount: number;
+  description: string;
+  recordType: string;
+  shared: boolean;
+}
+
+export interface PruneRequestOptions {
+  all?: boolean;
+  filters?: string[];
+  keepDurationMs?: number;
+  keepBytes?: number;
+}
+
+export interface ConnectOptions extends TLSFlags {
+  addr: string;
+  /** How long to wait for the connection (buildctl's --timeout, 5 s). */
+  timeoutMs?: number;
+}
+
+const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
+
+export function usageFromRecord(r: control.UsageRecord): UsageInfo {
+  return {
+    id: r.ID,
+    parents: r.Parents,
+    mutable: r.Mutable,
+    inUse: r.InUse,
+    size: Number(r.Size),
+    createdAt: date(r.CreatedAt) ?? new Date(0),
+    lastUsedAt: date(r.LastUsedAt),
+    usageCount: Number(r.UsageCount),
+    description: r.Description,
+    recordType: r.RecordType,
+    shared: r.Shared,
+  };
+}
+
+/** A gRPC error as the one line buildctl would print after its own prefix. */
+export function callError(what: string, err: unknown): KilnError {
+  const e = err as Partial<grpc.ServiceError>;
+  const msg = typeof e.code === "number" && e.details !== undefined ? e.details : errorMessage(err);
+  return new KilnError(e.code === grpc.status.CANCELLED ? "KILN_CANCELED" : "KILN_DAEMON", `${what}: ${msg}`, { cause: err });
+}
+
+async function channelCredentials(opts: ConnectOptions, host: string): Promise<{ creds: grpc.ChannelCredentials; options: grpc.ChannelOptions }> {
+  const files = tlsFiles(opts);
+  if (!files) return { creds: grpc.credentials.createInsecure(), options: {} };
+  const read = async (what: string, f: string | undefined) => {
+    if (!f) return null;
+    try {
+      return await readFile(f);
+    } catch (err) {
+      throw new KilnError("KILN_FLAGS", `could not read ${what} ${f}: ${errorMessage(err)}`, { cause: err });
+    }
+  };
+  const ca = await read("CA certificate", files.ca);
+  const key = await read("key", files.key);
+  const cert = await read("certificate", files.cert);
+  const serverName = opts.tlsservername || host;
+  const options: grpc.ChannelOptions = {};
+  if (serverName) {
+    options["grpc.ssl_target_name_override"] = serverName;
+    options["grpc.default_authority"] = serverName;
+  }
+  return { creds: grpc.credentials.createSsl(ca, key, cert), options };
+}
+
+export class ControlClient implements Disposable {
+  private constructor(
+    readonly api: ServiceClient<typeof control.Control>,
+    private readonly raw: grpc.Client,
+  ) {}
+
+  /** Connects (and waits until the daemon answers, up to the timeout) to --addr. */
+  static async connect(signal: AbortSignal, opts: ConnectOptions): Promise<ControlClient> {
+    const a = parseDaemonAddress(opts.addr);
+    const { creds, options } = await channelCredentials(opts, a.host);
+    const raw = new grpc.Client(a.target, creds, {
+      ...options,
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(signal.reason as Error);
+        signal.throwIfAborted();
+        signal.addEventListener("abort", onAbort, { once: true });
+        raw.waitForReady(Date.now() + (opts.timeoutMs ?? 5000), (err) => {
+          signal.removeEventListener("abort", onAbort);
+          if (err) reject(new KilnError("KILN_DAEMON", `failed to connect to ${opts.addr}: ${connectFailure(raw, err)}`, { cause: err }));
+          else resolve();
+        });
+      });
+    } catch (err) {
+      raw.close();
+      throw err;
+    }
+    return new ControlClient(bindClient(control.Control, raw), raw);
+  }
+
+  async listWorkers(signal: AbortSignal, filter: string[] = []): Promise<workertypes.WorkerRecord[]> {
+    try {
+      return (await this.api.listWorkers({ filter }, { signal })).record;
+    } catch (err) {
+      throw callError("failed to list workers", err);
+    }
+  }
+
+  async info(signal: AbortSignal): Promise<workertypes.BuildkitVersion | undefined> {
+    try {
+      return (await this.api.info({}, { signal })).buildkitVersion;
+    } catch (err) {
+      throw callError("failed to call info", err);
+    }
+  }
+
+  /** Records sorted as buildctl's client sorts them: largest first, then by id, descending. */
+  async diskUsage(signal: AbortSignal, filter: string[] = []): Promise<UsageInfo[]> {
+    let res: control.DiskUsageResponse;
+    try {
+      res = await this.api.diskUsage({ filter }, { signal });
+    } catch (err) {
+      throw callError("failed to call diskusage", err);
+    }
+    return res.record.map(usageFromRecord).sort((a, b) => b.size - a.size || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  }
+
+  /** Streams each removed record to `onRemoved` as the daemon reports it. */
+  async prune(signal: AbortSignal, o: PruneRequestOptions, onRemoved: (u: UsageInfo) => void): Promise<void> {
+    const call = this.api.prune(
+      {
+        filter: o.filters ?? [],
+        all: o.all ?? false,
+        keepDuration: BigInt(Math.trunc(o.keepDurationMs ?? 0)) * 1_000_000n,
+        keepBytes: BigInt(Math.trunc(o.keepBytes ?? 0)),
+      },
+      { signal },
+    );
+    try {
+      for await (const r of call as AsyncIterable<control.UsageRecord>) onRemoved(usageFromRecord(r));
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw callError("failed to call prune", err);
+    }
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** grpc-js only says "Failed to connect before the deadline"; the channel's last error says why. */
+function connectFailure(raw: grpc.Client, err: Error): string {
+  const state = raw.getChannel().getConnectivityState(false);
+  return state === grpc.connectivityState.TRANSIENT_FAILURE ? `${err.message} (the daemon is not reachable or refused the connection)` : err.message;
+}

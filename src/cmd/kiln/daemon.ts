@@ -1,0 +1,45 @@
+// Whether a kiln command talks to a daemon: yes when --addr or BUILDKIT_HOST names one (buildctl's
+// flags, including its TLS flags and --timeout), else it runs in-process against --root.
+import type { Command } from "commander";
+import { ControlClient, type ConnectOptions } from "../../client/index.js";
+import { KilnError } from "../../util/index.js";
+
+export interface DaemonFlags {
+  addr?: string;
+  tlsservername?: string;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+  tlsdir?: string;
+  timeout?: string;
+}
+
+export function registerDaemonFlags(program: Command): void {
+  program
+    .option("--addr <address>", "kilnd/buildkitd address (unix:///PATH, tcp://HOST:PORT); default $BUILDKIT_HOST, else in-process")
+    .option("--tlsservername <name>", "buildkitd server name for certificate validation")
+    .option("--tlscacert <file>", "CA certificate for validation")
+    .option("--tlscert <file>", "client certificate")
+    .option("--tlskey <file>", "client key")
+    .option("--tlsdir <dir>", "directory containing CA certificate, client certificate, and client key")
+    .option("--timeout <seconds>", "timeout backend connection after value seconds", "5");
+}
+
+/** The daemon to use, or undefined for in-process. */
+export function daemonOptions(g: DaemonFlags, env: NodeJS.ProcessEnv = process.env): ConnectOptions | undefined {
+  const addr = g.addr || env.BUILDKIT_HOST;
+  if (!addr) return undefined;
+  const timeout = Number(g.timeout ?? "5");
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new KilnError("KILN_FLAGS", `invalid value ${JSON.stringify(g.timeout)} for flag --timeout`);
+  const o: ConnectOptions = { addr, timeoutMs: timeout * 1000 };
+  for (const k of ["tlsservername", "tlscacert", "tlscert", "tlskey", "tlsdir"] as const) {
+    const v = g[k];
+    if (v) o[k] = v;
+  }
+  return o;
+}
+
+export async function withClient<T>(signal: AbortSignal, o: ConnectOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  using client = await ControlClient.connect(signal, o);
+  return await fn(client);
+}

@@ -1,0 +1,5 @@
+export * from "./service.js";
+export * from "./convert.js";
+export * from "./jobs.js";
+export * from "./version.js";
+export * from "./workerid.js";

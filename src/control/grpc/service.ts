@@ -1,0 +1,234 @@
+// moby.buildkit.v1.Control (and grpc.health.v1.Health) on grpc-js: thin adapters from the API's
+// messages to the Controller, the garbage collector and the session manager.
+import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import { toBinary } from "@bufbuild/protobuf";
+import { addService, control, health, pb } from "../../api/index.js";
+import type { GarbageCollector, PruneOptions } from "../../cache/index.js";
+import type { ExportOutputs } from "../../exporter/index.js";
+import { DiskLocalDirs, type RemoteSession, type Session, type SessionManager, type SessionCall } from "../../session/index.js";
+import type { Controller, SolveRequest } from "../controller.js";
+import { CanceledError, KilnError, errorMessage, isAbortError } from "../../util/index.js";
+import { gcPolicyRecords, ociWorkerLabels, splitEvent, statusResponse, usageRecord, workerRecord, type BuildkitVersionInfo } from "./convert.js";
+import { JobRegistry } from "./jobs.js";
+
+export interface ControlServiceOptions {
+  controller: Controller;
+  gc: GarbageCollector;
+  /** The worker's persistent id (BuildKit: `<root>/workerid`). */
+  workerId: string;
+  /** Labels added to the OCI worker's own (`--oci-worker-labels`). */
+  labels?: Record<string, string>;
+  version: BuildkitVersionInfo;
+  /** Serves Control.Session; without it Session is unimplemented and solves get no client. */
+  sessions?: SessionManager;
+  /** Where local-exporter trees wait before they travel to the client. */
+  tmpDir: string;
+  /** Errors worth a line in the daemon's log. */
+  log?: (msg: string) => void;
+}
+
+const fileSendMethod = "/moby.filesync.v1.FileSend/DiffCopy";
+
+/** A gRPC status for an engine error: cancellations as CANCELLED, the rest with their message. */
+export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
+  if (isAbortError(err)) return { code: grpc.status.CANCELLED, details: "context canceled" };
+  if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: err.message };
+  if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: err.message };
+  if (err instanceof KilnError && (err.code === "KILN_FLAGS" || err.code === "KILN_EXPORTER_ATTR" || err.code === "KILN_FRONTEND")) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  return { code: grpc.status.UNKNOWN, details: errorMessage(err) };
+}
+
+/** Aborts when the client cancels the call or the daemon shuts down. */
+function callSignal(call: { on(ev: "cancelled", fn: () => void): unknown; removeListener(ev: "cancelled", fn: () => void): unknown }, daemon: AbortSignal): { signal: AbortSignal; dispose(): void } {
+  const ac = new AbortController();
+  const onCancel = () => ac.abort(new CanceledError("client canceled the call"));
+  call.on("cancelled", onCancel);
+  return {
+    signal: AbortSignal.any([ac.signal, daemon]),
+    dispose: () => call.removeListener("cancelled", onCancel),
+  };
+}
+
+function anonymousSession(): Session {
+  return { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs({}), credentials: { credentials: () => Promise.resolve(undefined) } };
+}
+
+export class ControlService {
+  readonly jobs = new JobRegistry();
+  private readonly shutdown = new AbortController();
+  private readonly running = new Set<Promise<unknown>>();
+
+  constructor(private readonly opts: ControlServiceOptions) {}
+
+  /** Registers Control and Health on `server`. */
+  register(server: grpc.Server): void {
+    addService(server, control.Control, {
+      listWorkers: (call, cb) => void this.unary(call, cb, () => this.listWorkers()),
+      info: (call, cb) => void this.unary(call, cb, async () => ({ buildkitVersion: { ...this.opts.version } })),
+      diskUsage: (call, cb) => void this.unary(call, cb, async () => ({ record: (await this.opts.gc.diskUsage(call.request.filter)).map(usageRecord) })),
+      prune: (call) => void this.prune(call),
+      solve: (call, cb) => void this.unary(call, cb, (signal) => this.solve(signal, call.request)),
+      status: (call) => void this.status(call),
+      session: (call) => void this.session(call),
+    });
+    addService(server, health.Health, {
+      check: (_call, cb) => cb(null, { status: health.HealthCheckResponse_ServingStatus.SERVING }),
+    });
+  }
+
+  /** Aborts every running call (solves stop, their containers and mounts go) and waits for them. */
+  async close(): Promise<void> {
+    this.shutdown.abort(new CanceledError("daemon shutting down"));
+    this.opts.sessions?.close();
+    await Promise.allSettled([...this.running]);
+    this.jobs.close();
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    void p.finally(() => this.running.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async unary<Req, Res>(call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>, fn: (signal: AbortSignal) => Promise<Res>): Promise<void> {
+    const { signal, dispose } = callSignal(call, this.shutdown.signal);
+    try {
+      cb(null, await this.track(fn(signal)));
+    } catch (err) {
+      if (!isAbortError(err) || !call.cancelled) this.opts.log?.(`${call.getPath()} returned error: ${errorMessage(err)}`);
+      cb(toServiceError(err));
+    } finally {
+      dispose();
+    }
+  }
+
+  private async listWorkers() {
+    const ds = await this.opts.gc.diskStat();
+    const w = this.opts.controller.worker;
+    return {
+      record: [
+        workerRecord({
+          id: this.opts.workerId,
+          labels: ociWorkerLabels(this.opts.labels),
+          platforms: w.platforms,
+          gcPolicy: gcPolicyRecords(this.opts.gc.policies, ds.total),
+          version: this.opts.version,
+        }),
+      ],
+    };
+  }
+
+  private async prune(call: grpc.ServerWritableStream<control.PruneRequest, unknown>): Promise<void> {
+    const { signal, dispose } = callSignal(call, this.shutdown.signal);
+    const r = call.request;
+    const o: PruneOptions = {
+      all: r.all,
+      filters: r.filter,
+      keepDurationMs: Number(r.keepDuration / 1_000_000n),
+      keepBytes: Number(r.keepBytes),
+    };
+    try {
+      await this.track(this.opts.gc.prune(signal, o, (u) => call.write(usageRecord(u))));
+      call.end();
+    } catch (err) {
+      call.emit("error", toServiceError(err));
+    } finally {
+      dispose();
+    }
+  }
+
+  private async status(call: grpc.ServerWritableStream<control.StatusRequest, unknown>): Promise<void> {
+    const { signal, dispose } = callSignal(call, this.shutdown.signal);
+    try {
+      // As BuildKit: the daemon's clock, so clients can correct the times they show.
+      const md = new grpc.Metadata();
+      md.set("buildkit-current-timestamp", new Date().toISOString());
+      call.sendMetadata(md);
+      await this.jobs.watch(signal, call.request.Ref, (ev) => {
+        for (const part of splitEvent(ev)) call.write(statusResponse(part));
+      });
+      call.end();
+    } catch (err) {
+      if (!call.cancelled) call.emit("error", toServiceError(err));
+    } finally {
+      dispose();
+    }
+  }
+
+  private async session(call: SessionCall): Promise<void> {
+    const sessions = this.opts.sessions;
+    if (!sessions) {
+      call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "sessions are not supported by this daemon" });
+      return;
+    }
+    try {
+      await this.track(sessions.handle(call));
+    } catch (err) {
+      if (!call.cancelled) call.emit("error", toServiceError(err));
+    }
+  }
+
+  private async solve(signal: AbortSignal, r: control.SolveRequest): Promise<{ ExporterResponse: Record<string, string> }> {
+    const ref = r.Ref || randomBytes(12).toString("hex");
+    const job = this.jobs.start(ref);
+    try {
+      if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) throw new KilnError("KILN_UNIMPLEMENTED", "cache import and export are not supported yet");
+      const req: SolveRequest = { ref, frontendAttrs: { ...r.FrontendAttrs }, entitlements: r.Entitlements };
+      if (r.Frontend) req.frontend = r.Frontend;
+      if (r.Definition && r.Definition.def.length > 0) req.definition = toBinary(pb.DefinitionSchema, r.Definition);
+      if (r.Exporters.length > 0) req.exporters = r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
+      else if (r.Exporter) req.exporter = { type: r.Exporter, attrs: { ...r.ExporterAttrs } };
+      let session: Session = anonymousSession();
+      let outputs: ExportOutputs | undefined;
+      if (r.Session) {
+        if (!this.opts.sessions) throw new KilnError("KILN_UNIMPLEMENTED", "sessions are not supported by this daemon");
+        const remote = await this.opts.sessions.get(signal, r.Session);
+        session = remote;
+        if (remote.supports(fileSendMethod)) outputs = this.sessionOutputs(remote);
+      }
+      const res = await this.opts.controller.solve(signal, req, session, outputs, job.progress);
+      // BuildKit collects after builds, off the request's path.
+      void this.track(this.opts.gc.afterBuild(this.shutdown.signal)).catch((err: unknown) => {
+        if (!isAbortError(err)) this.opts.log?.(`gc error: ${errorMessage(err)}`);
+      });
+      return { ExporterResponse: res };
+    } finally {
+      job.finish();
+    }
+  }
+
+  /** Exporter destinations on the client: byte streams over FileSend, trees staged here and then sent. */
+  private sessionOutputs(s: RemoteSession): ExportOutputs {
+    const tmpDir = this.opts.tmpDir;
+    return {
+      async openStream(signal) {
+        const fs = await s.openFileSend(signal, {});
+        return {
+          stream: fs.stream,
+          commit: () => fs.close(),
+          abort: () => {
+            fs.abort(new Error("export failed"));
+            return Promise.resolve();
+          },
+        };
+      },
+      async openDirectory(signal) {
+        const dir = await mkdtemp(path.join(tmpDir, "export-"));
+        return {
+          path: dir,
+          async commit() {
+            try {
+              await s.sendDirectory(signal, dir);
+            } finally {
+              await rm(dir, { recursive: true, force: true });
+            }
+          },
+          abort: () => rm(dir, { recursive: true, force: true }),
+        };
+      },
+    };
+  }
+}
