@@ -5,3 +5,5 @@ export * from "./secrets.js";
 export * from "./ssh.js";
 export * from "./followlinks.js";
 export * from "./wire.js";
+export { GrpcSessionManager, GrpcRemoteSession } from "./remote.js";
+export { openClientSession, type ClientSession, type ClientSessionOptions } from "./client.js";

@@ -1,0 +1,248 @@
+// fsutil's Walk, the sender's listing: Go filepath.Walk order (names sorted by bytes, a directory
+// before its contents), include/exclude patterns with fsutil's directory-skipping rules,
+// followpaths turned into includes, parents of included entries sent lazily, hard links
+// recorded against the first path of each inode, and Go os.FileMode bits.
+import { lstat, readdir, readlink, realpath, stat as statFile } from "node:fs/promises";
+import type { BigIntStats } from "node:fs";
+import path from "node:path";
+import { listAttributes, getAttribute } from "@napi-rs/xattr";
+import { KilnError, throwIfAborted } from "../util/index.js";
+import { followLinks } from "./followlinks.js";
+import { toGoMode, goMode } from "./fsmode.js";
+import { PatternMatcher, noMatchInfo, withoutTrailingGlob, type MatchInfo } from "./patternmatcher.js";
+
+/** One entry of the listing, shaped as fsutil.types.Stat. */
+export interface WalkStat {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: bigint;
+  modTime: bigint;
+  linkname: string;
+  devmajor: bigint;
+  devminor: bigint;
+  xattrs: Record<string, Uint8Array>;
+}
+
+export interface WalkOptions {
+  includePatterns?: string[] | undefined;
+  excludePatterns?: string[] | undefined;
+  followPaths?: string[] | undefined;
+  /** Rewrites each stat before it is sent (buildctl resets owners to root); false drops the entry. */
+  map?: (st: WalkStat) => boolean;
+}
+
+export interface WalkEntry {
+  stat: WalkStat;
+  /** Where the entry is on this machine. */
+  abs: string;
+}
+
+const patternChars = "*[]?^\\";
+
+function byteCompare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** fsutil's dedupePaths, on the include list as the walker builds it (unsorted). */
+function dedupePaths(paths: string[]): string[] | undefined {
+  const out: string[] = [];
+  let last = "";
+  for (const s of paths) {
+    if (s === ".") return undefined;
+    if (s.startsWith(last + "/")) continue;
+    out.push(s);
+    last = s;
+  }
+  return out;
+}
+
+function major(rdev: bigint): bigint {
+  return (rdev >> 8n) & 0xfffn;
+}
+function minor(rdev: bigint): bigint {
+  return (rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n);
+}
+
+async function xattrsOf(p: string): Promise<Record<string, Uint8Array>> {
+  const out: Record<string, Uint8Array> = {};
+  let names: string[];
+  try {
+    names = await listAttributes(p);
+  } catch {
+    // Filesystems without xattr support: fsutil ignores ENOTSUP the same way.
+    return out;
+  }
+  for (const n of names.sort()) {
+    try {
+      const v = await getAttribute(p, n);
+      if (v) out[n] = new Uint8Array(v);
+    } catch {
+      // A value that vanished or cannot be read is skipped, as fsutil skips it.
+    }
+  }
+  return out;
+}
+
+/** fsutil's mkstat: `seen` maps inode → first path, so later links of it name that path. */
+async function mkstat(abs: string, rel: string, st: BigIntStats, seen: Map<string, string>): Promise<WalkStat> {
+  const stat: WalkStat = {
+    path: rel,
+    mode: toGoMode(Number(st.mode)),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: 0n,
+    modTime: st.mtimeNs,
+    linkname: "",
+    devmajor: 0n,
+    devminor: 0n,
+    xattrs: {},
+  };
+  if (!st.isDirectory()) {
+    if (st.isBlockDevice() || st.isCharacterDevice()) {
+      stat.devmajor = major(st.rdev);
+      stat.devminor = minor(st.rdev);
+    }
+    const ino = `${st.dev}:${st.ino}`;
+    const first = st.nlink > 1n ? seen.get(ino) : undefined;
+    if (first !== undefined) stat.linkname = first;
+    else seen.set(ino, rel);
+    // fsutil overwrites the size after the hard-link check, so links carry their real size.
+    stat.size = st.size;
+    if (st.isSymbolicLink()) stat.linkname = await readlink(abs);
+  }
+  stat.xattrs = await xattrsOf(abs);
+  stat.mode = (stat.mode & ~goMode.socket) >>> 0;
+  return stat;
+}
+
+interface VisitedDir {
+  st: BigIntStats;
+  rel: string;
+  abs: string;
+  withSep: string;
+  include: MatchInfo;
+  exclude: MatchInfo;
+  called: boolean;
+}
+
+/** Walks `dir` as fsutil.Walk does, yielding what a sender lists, in order. */
+export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOptions): AsyncGenerator<WalkEntry> {
+  let root: string;
+  try {
+    root = await realpath(dir);
+  } catch (err) {
+    throw new KilnError("KILN_LOCAL_NOT_FOUND", `resolve ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!(await statFile(root)).isDirectory()) throw new KilnError("KILN_LOCAL_NOT_FOUND", `walk ${root}: not a directory`);
+
+  let includePatterns = opts.includePatterns ? [...opts.includePatterns] : undefined;
+  if (opts.followPaths) {
+    const targets = await followLinks(dir, opts.followPaths);
+    if (targets) includePatterns = dedupePaths([...(includePatterns ?? []), ...targets]);
+  }
+  let include: PatternMatcher | undefined;
+  let onlyPrefixIncludes = true;
+  if (includePatterns && includePatterns.length > 0) {
+    include = new PatternMatcher(includePatterns);
+    onlyPrefixIncludes = !include.patterns.some((p) => !p.exclusion && [...withoutTrailingGlob(p)].some((c) => patternChars.includes(c)));
+  }
+  let exclude: PatternMatcher | undefined;
+  let onlyPrefixExcludeExceptions = true;
+  if (opts.excludePatterns) {
+    exclude = new PatternMatcher(opts.excludePatterns);
+    onlyPrefixExcludeExceptions = !exclude.patterns.some((p) => p.exclusion && [...withoutTrailingGlob(p)].some((c) => patternChars.includes(c)));
+  }
+
+  const parentDirs: VisitedDir[] = [];
+  const seen = new Map<string, string>();
+
+  const emit = async (abs: string, rel: string, st: BigIntStats): Promise<WalkEntry | undefined> => {
+    const stat = await mkstat(abs, rel, st, seen);
+    if (opts.map && !opts.map(stat)) return undefined;
+    return { stat, abs };
+  };
+
+  // Returns "skipdir" to prune a directory, as the Go walk function does with filepath.SkipDir.
+  async function* visit(abs: string, rel: string, st: BigIntStats): AsyncGenerator<WalkEntry, "skipdir" | undefined> {
+    throwIfAborted(signal);
+    const isDir = st.isDirectory();
+    if (include || exclude) {
+      while (parentDirs.length > 0 && !rel.startsWith(parentDirs[parentDirs.length - 1]!.withSep)) parentDirs.pop();
+    }
+    const dir: VisitedDir = { st, rel, abs, withSep: rel + "/", include: noMatchInfo, exclude: noMatchInfo, called: false };
+    let skip = false;
+    if (include) {
+      const parent = parentDirs.length > 0 ? parentDirs[parentDirs.length - 1]!.include : noMatchInfo;
+      const { matched, info } = include.matchesUsingParentResults(rel, parent);
+      if (isDir) dir.include = info;
+      if (!matched) {
+        if (isDir && onlyPrefixIncludes) {
+          const prefix = include.patterns.some((p) => !p.exclusion && (withoutTrailingGlob(p) + "/").startsWith(dir.withSep));
+          if (!prefix) return "skipdir";
+        }
+        skip = true;
+      }
+    }
+    if (exclude) {
+      const parent = parentDirs.length > 0 ? parentDirs[parentDirs.length - 1]!.exclude : noMatchInfo;
+      const { matched, info } = exclude.matchesUsingParentResults(rel, parent);
+      if (isDir) dir.exclude = info;
+      if (matched) {
+        if (isDir && onlyPrefixExcludeExceptions) {
+          if (!exclude.exclusions) return "skipdir";
+          const prefix = exclude.patterns.some((p) => p.exclusion && (withoutTrailingGlob(p) + "/").startsWith(dir.withSep));
+          if (!prefix) return "skipdir";
+        }
+        skip = true;
+      }
+    }
+    try {
+      if (skip) return undefined;
+      dir.called = true;
+      const entry = await emit(abs, rel, st);
+      if (!entry) return undefined;
+      for (const parent of parentDirs) {
+        if (parent.called) continue;
+        const pe = await emit(parent.abs, parent.rel, parent.st);
+        if (!pe) continue;
+        yield pe;
+        parent.called = true;
+      }
+      yield entry;
+      return undefined;
+    } finally {
+      if ((include || exclude) && isDir) parentDirs.push(dir);
+    }
+  }
+
+  async function* walkDir(abs: string, rel: string): AsyncGenerator<WalkEntry> {
+    let names: string[];
+    try {
+      names = await readdir(abs);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return;
+      throw err;
+    }
+    names.sort(byteCompare);
+    for (const name of names) {
+      const childAbs = path.join(abs, name);
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      let st: BigIntStats;
+      try {
+        st = await lstat(childAbs, { bigint: true });
+      } catch (err) {
+        // Vanished since readdir: fsutil turns not-exist errors into a skip.
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw err;
+      }
+      const res = yield* visit(childAbs, childRel, st);
+      if (res === "skipdir") continue;
+      if (st.isDirectory()) yield* walkDir(childAbs, childRel);
+    }
+  }
+
+  yield* walkDir(root, "");
+}

@@ -1,0 +1,103 @@
+// The Control.Session call as a byte pipe: each BytesMessage is an arbitrary slice of one HTTP/2
+// connection, so both ends turn the call into a Duplex. grpc-js can serve over a Duplex (the
+// connection injector) but cannot dial over one, so the daemon end relays it through a unix socket
+// in a private directory that only its own channel connects to.
+import { Duplex } from "node:stream";
+import { createServer, type Socket } from "node:net";
+import { mkdtemp, rm, chmod } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { ObjectStream } from "./msgstream.js";
+
+
+/**
+ * A Duplex over a stream of `{data}` messages (either end of Control.Session). Ending the Duplex
+ * half-closes the call; the call's end of stream ends the Duplex's readable side.
+ */
+export function bytesCallToDuplex(call: ObjectStream): Duplex {
+  const duplex: Duplex = new Duplex({
+    read() {
+      if (call.isPaused()) call.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      if (call.destroyed || call.writableEnded) {
+        cb(new Error("session stream closed"));
+        return;
+      }
+      call.write({ data: chunk } as never, (err?: Error | null) => cb(err ?? null));
+    },
+    final(cb) {
+      if (!call.writableEnded) call.end();
+      cb();
+    },
+    destroy(err, cb) {
+      call.off("data", onData);
+      cb(err);
+    },
+  });
+  const onData = (m: { data: Uint8Array }) => {
+    const buf = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    if (buf.length > 0 && !duplex.push(buf)) call.pause();
+  };
+  call.on("data", onData);
+  call.once("end", () => duplex.push(null));
+  call.once("error", (err: Error) => duplex.destroy(err));
+  call.once("cancelled", () => duplex.destroy(new Error("session cancelled")));
+  return duplex;
+}
+
+export interface UnixRelay extends AsyncDisposable {
+  /** A grpc-js target: `unix:///…/tunnel-<id>.sock`. */
+  readonly target: string;
+  readonly socketPath: string;
+  readonly dir: string;
+}
+
+/**
+ * Listens on a fresh unix socket (in a 0700 temp dir) and pipes the first connection to `duplex`;
+ * the listener closes (and its socket file goes) as soon as that connection arrives, so nothing
+ * else can reach the tunnel.
+ */
+export async function relayThroughUnixSocket(duplex: Duplex, parent = os.tmpdir()): Promise<UnixRelay> {
+  const dir = await mkdtemp(path.join(parent, "kiln-session-"));
+  let conn: Socket | undefined;
+  const server = createServer((sock) => {
+    if (conn) {
+      sock.destroy();
+      return;
+    }
+    conn = sock;
+    server.close();
+    sock.on("error", () => duplex.destroy());
+    duplex.on("error", () => sock.destroy());
+    sock.pipe(duplex);
+    duplex.pipe(sock);
+  });
+  try {
+    await chmod(dir, 0o700);
+    const socketPath = path.join(dir, `tunnel-${randomBytes(8).toString("hex")}.sock`);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(socketPath, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    return {
+      target: `unix://${socketPath}`,
+      socketPath,
+      dir,
+      async [Symbol.asyncDispose]() {
+        conn?.destroy();
+        if (server.listening) await new Promise<void>((r) => server.close(() => r()));
+        duplex.destroy();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
