@@ -81,7 +81,8 @@ const rawFileSend: grpc.ServiceDefinition = {
  * `attachables` over it until closed or the daemon ends it.
  */
 export async function openClientSession(signal: AbortSignal, client: grpc.Client, opts: ClientSessionOptions): Promise<ClientSession> {
-  const id = opts.id ?? randomBytes(13).toString("base64url").toLowerCase().replace(/[^a-z0-9]/g, "0").slice(0, 25);
+  // BuildKit's identity.NewID shape: 25 base-36 characters from 128 random bits.
+  const id = opts.id ?? BigInt("0x" + randomBytes(16).toString("hex")).toString(36).padStart(25, "0").slice(-25);
   const a = opts.attachables;
   const life = new AbortController();
   const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, "grpc.max_send_message_length": maxMessageBytes });

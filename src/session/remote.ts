@@ -159,7 +159,11 @@ class RemoteLocalDirs implements LocalDirs {
       if (!t) throw new KilnError("KILN_LOCAL_NOT_FOUND", `no local directory named ${JSON.stringify(name)} was provided to the build`);
     }
     const wanted = new Set(entries.map((e) => e.path));
-    const selected = t.listing.filter((l) => wanted.has(l.stat.path));
+    // A hard link whose first path is not wanted becomes a file of its own: the sender serves
+    // its contents under its own ID all the same.
+    const selected = t.listing
+      .filter((l) => wanted.has(l.stat.path))
+      .map((l) => (goModeKind(l.stat.mode) === "file" && l.stat.linkname !== "" && !wanted.has(l.stat.linkname) ? { id: l.id, stat: { ...l.stat, linkname: "" } } : l));
     const reuse = base
       ? (st: ListedStat["stat"]): string | undefined => {
           const prev = base.entries.get(st.path);

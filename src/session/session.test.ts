@@ -235,6 +235,16 @@ void test("session: a copy long after its listing opens a fresh transfer", async
   await mkdir(dest);
   await rs.localDirs.copyTo(sig(), "ctx", copy, dest);
   assert.equal(await readFile(path.join(dest, "f"), "utf8"), "content");
+
+  // A hard link copied without its first path arrives as a file with the shared contents.
+  await link(path.join(src, "f"), path.join(src, "g"));
+  const linked = (await rs.localDirs.list(sig(), "ctx", {}))!;
+  assert.equal(linked.find((e) => e.path === "g")!.linkname, "f");
+  const only = path.join(h.root, "only");
+  await mkdir(only);
+  await rs.localDirs.copyTo(sig(), "ctx", linked.filter((e) => e.path === "g"), only);
+  assert.deepEqual(await readdir(only), ["g"]);
+  assert.equal(await readFile(path.join(only, "g"), "utf8"), "content");
 });
 
 void test("session: secrets are served when present and absent ones are undefined", async () => {
