@@ -3,7 +3,7 @@
 // most of an unchanged rebuild. Native addons (and what loads them) stay external.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 
 // What kilnd reports as its BuildkitVersion (Info, ListWorkers).
 const version = `v${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}`;
@@ -17,15 +17,18 @@ try {
 await build({
   entryPoints: { kiln: "src/cmd/kiln/index.ts", kilnd: "src/cmd/kilnd/index.ts" },
   outdir: "dist",
-  outExtension: { ".js": ".mjs" },
+  outExtension: { ".js": ".cjs" },
   bundle: true,
   platform: "node",
-  format: "esm",
+  // CommonJS, not ESM: only a classic script can be served from V8's code cache on Node 20
+  // (bin/run-bundle.mjs), which halves the CLI's start-up.
+  format: "cjs",
   target: "node20",
   external: ["better-sqlite3", "zstd-napi", "@napi-rs/xattr"],
-  // Bundled CommonJS packages call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __kilnCreateRequire } from 'node:module'; const require = __kilnCreateRequire(import.meta.url);" },
-  define: { __KILN_VERSION__: JSON.stringify(version), __KILN_REVISION__: JSON.stringify(revision) },
+  banner: { js: "const __kilnImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  define: { __KILN_VERSION__: JSON.stringify(version), __KILN_REVISION__: JSON.stringify(revision), "import.meta.url": "__kilnImportMetaUrl" },
   sourcemap: "linked",
   logLevel: "warning",
 });
+// Old bundles and their code caches would only confuse bin/run-bundle.mjs.
+for (const f of readdirSync("dist")) if (f.endsWith(".mjs") || f.endsWith(".mjs.map") || f.endsWith(".v8cache") || f.endsWith(".v8cache.build")) rmSync(`dist/${f}`, { force: true });
