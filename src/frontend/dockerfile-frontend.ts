@@ -2,7 +2,7 @@
 // (as local sources, exactly as BuildKit's frontend does), converts it to LLB, returns the image config.
 import { State, local } from "../llb/index.js";
 import { KilnError, parsePlatform } from "../util/index.js";
-import { convertDockerfile } from "./dockerfile/convert/index.js";
+import { convertDockerfile, marshalImage } from "./dockerfile/convert/index.js";
 import type { Frontend, FrontendBridge, FrontendOptions, FrontendResult } from "./types.js";
 
 const localNameDockerfile = "dockerfile";
@@ -49,7 +49,7 @@ export class DockerfileFrontend implements Frontend {
       resolveImageConfig: (ref, platform) => bridge.resolveImageConfig(signal, ref, { platform }),
     });
     const def = await res.state.marshal({ platform: targetPlatforms[0] ?? opts.buildPlatform, source: res.source });
-    return { definition: def.toBinary(), metadata: { "containerimage.config": Buffer.from(JSON.stringify(res.image)) } };
+    return { definition: def.toBinary(), metadata: { "containerimage.config": Buffer.from(marshalImage(res.image)) } };
   }
 }
 

@@ -102,3 +102,34 @@ export function validSignal(s: string): boolean {
   const name = s.toUpperCase().replace(/^SIG/, "");
   return signalNames.has(name);
 }
+
+// Field order of BuildKit's image structs (image-spec's Image and ImageConfig, with Docker's
+// additions), as Go's encoding/json writes them. Keys the structs lack are dropped, as they are
+// when BuildKit reads a base image's config into those structs.
+const imageFields = ["created", "author", "architecture", "variant", "os", "os.version", "os.features", "config", "rootfs", "history"];
+const configFields = ["User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal", "Healthcheck", "ArgsEscaped", "OnBuild", "StopTimeout", "Shell"];
+const healthFields = ["Test", "Interval", "Timeout", "StartPeriod", "Retries"];
+// Go marshals maps with their keys sorted.
+const mapFields = new Set(["ExposedPorts", "Volumes", "Labels"]);
+
+function pick(obj: Record<string, unknown>, fields: readonly string[], each?: (k: string, v: unknown) => unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of fields) if (k in obj && obj[k] !== undefined) out[k] = each ? each(k, obj[k]) : obj[k];
+  return out;
+}
+
+function sortedMap(v: unknown): unknown {
+  if (v === null || typeof v !== "object") return v;
+  const m = v as Record<string, unknown>;
+  return Object.fromEntries(Object.keys(m).sort().map((k) => [k, m[k]]));
+}
+
+/** The stage's image as BuildKit's frontend marshals it (`containerimage.config`). */
+export function marshalImage(img: Partial<ImageConfig>): string {
+  const out = pick(img as Record<string, unknown>, imageFields, (k, v) =>
+    k === "config"
+      ? pick(v as Record<string, unknown>, configFields, (ck, cv) => (mapFields.has(ck) ? sortedMap(cv) : ck === "Healthcheck" && cv !== null && typeof cv === "object" ? pick(cv as Record<string, unknown>, healthFields) : cv))
+      : v,
+  );
+  return JSON.stringify(out);
+}

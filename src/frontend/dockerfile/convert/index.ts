@@ -1,1 +1,2 @@
 export * from "./convert.js";
+export { marshalImage } from "./image.js";
