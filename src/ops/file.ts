@@ -206,13 +206,12 @@ async function resolveOwner(opt: ChownOpt | undefined, rootOf: (i: bigint) => Pr
       gid = uid;
     } else if (opt.user.user.case === "byName") {
       const r = await lookupUid(await userRoot(opt.user), opt.user.user.value.name);
-      uid = r.uid;
-      gid = r.gid;
+      if (r) ({ uid, gid } = r);
     }
   }
   if (opt.group) {
     if (opt.group.user.case === "byID") gid = opt.group.user.value;
-    else if (opt.group.user.case === "byName") gid = await lookupGid(await userRoot(opt.group), opt.group.user.value.name);
+    else if (opt.group.user.case === "byName") gid = (await lookupGid(await userRoot(opt.group), opt.group.user.value.name)) ?? gid;
   }
   return { uid, gid };
 }

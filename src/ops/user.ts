@@ -1,6 +1,7 @@
-// Resolves user and group names through a root filesystem's /etc/passwd and /etc/group.
+// Resolves user and group names through a root filesystem's /etc/passwd and /etc/group, for
+// file ops' owners (`COPY --chown=name:group`).
 import { readFile } from "node:fs/promises";
-import { KilnError, secureJoin } from "../util/index.js";
+import { secureJoin } from "../util/index.js";
 
 async function readDb(root: string, file: string): Promise<string[][]> {
   try {
@@ -11,20 +12,17 @@ async function readDb(root: string, file: string): Promise<string[][]> {
   }
 }
 
-export async function lookupUid(root: string | undefined, name: string): Promise<{ uid: number; gid: number }> {
-  if (/^\d+$/.test(name)) {
-    const uid = Number(name);
-    const row = root ? (await readDb(root, "/etc/passwd")).find((r) => Number(r[2]) === uid) : undefined;
-    return { uid, gid: row ? Number(row[3]) : uid };
-  }
+/**
+ * The uid and primary gid of `name`; undefined when the file or the entry is missing. BuildKit's
+ * file op then keeps root's ids rather than failing (unlike RUN's USER), and so does kiln.
+ */
+export async function lookupUid(root: string | undefined, name: string): Promise<{ uid: number; gid: number } | undefined> {
   const row = root ? (await readDb(root, "/etc/passwd")).find((r) => r[0] === name) : undefined;
-  if (!row) throw new KilnError("KILN_USER", `unable to find user ${name}: no matching entries in passwd file`);
-  return { uid: Number(row[2]), gid: Number(row[3]) };
+  return row ? { uid: Number(row[2]), gid: Number(row[3]) } : undefined;
 }
 
-export async function lookupGid(root: string | undefined, name: string): Promise<number> {
-  if (/^\d+$/.test(name)) return Number(name);
+/** The gid of group `name`; undefined when missing (the caller keeps the user's gid, as BuildKit). */
+export async function lookupGid(root: string | undefined, name: string): Promise<number | undefined> {
   const row = root ? (await readDb(root, "/etc/group")).find((r) => r[0] === name) : undefined;
-  if (!row) throw new KilnError("KILN_USER", `unable to find group ${name}: no matching entries in group file`);
-  return Number(row[2]);
+  return row ? Number(row[2]) : undefined;
 }

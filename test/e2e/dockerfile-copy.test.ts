@@ -128,11 +128,12 @@ test("--exclude, --parents, --chown by name and --chmod", async () => {
   assert.equal((await lstat(path.join(d, "modes", "sub"))).mode & 0o777, 0o640, "--chmod applies to directories too");
 });
 
-test("a --chown name missing from the destination fails", async () => {
-  await writeFile(path.join(ctx, "badchown.Dockerfile"), "FROM busybox\nCOPY --chown=nobody-here a.txt /\n");
-  const r = await env.run(["build", ctx, "-f", path.join(ctx, "badchown.Dockerfile")]);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /unable to find user nobody-here/);
+test("a --chown name missing from the destination falls back to root's ids, as BuildKit's file op does", async () => {
+  const { rootfs } = await buildImage(["FROM busybox", "COPY --chown=nobody-here a.txt /u.txt", "COPY --chown=nobody:nogroup-here a.txt /g.txt"].join("\n"), "badchown");
+  const u = await lstat(path.join(rootfs, "u.txt"));
+  assert.deepEqual([u.uid, u.gid], [0, 0]);
+  const g = await lstat(path.join(rootfs, "g.txt"));
+  assert.deepEqual([g.uid, g.gid], [65534, 65534], "the user's own gid stays");
 });
 
 test("ADD unpacks local tar archives of every compression; COPY and remote-looking names do not", async () => {
