@@ -24,7 +24,7 @@ export interface KilnEnv {
   tmp: string;
   run(args: string[], opts?: { cwd?: string; env?: Record<string, string>; onSpawn?: (pid: number) => void }): Promise<RunResult>;
   /** Writes files into a fresh directory and returns its path. */
-  context(files: Record<string, string>): Promise<string>;
+  context(files: Record<string, string | Buffer>): Promise<string>;
   close(): Promise<void>;
 }
 
