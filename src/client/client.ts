@@ -74,11 +74,12 @@ async function channelCredentials(opts: ConnectOptions, host: string): Promise<{
   const ca = await read("CA certificate", files.ca);
   const key = await read("key", files.key);
   const cert = await read("certificate", files.cert);
-  const serverName = opts.tlsservername || host;
   const options: grpc.ChannelOptions = {};
-  if (serverName) {
-    options["grpc.ssl_target_name_override"] = serverName;
-    options["grpc.default_authority"] = serverName;
+  // By default the certificate is checked against the address's host, as buildctl does; an
+  // override is only needed for another name (and an IP address as SNI is not allowed).
+  if (opts.tlsservername && opts.tlsservername !== host) {
+    options["grpc.ssl_target_name_override"] = opts.tlsservername;
+    options["grpc.default_authority"] = opts.tlsservername;
   }
   return { creds: grpc.credentials.createSsl(ca, key, cert), options };
 }

@@ -40,6 +40,9 @@ export function daemonOptions(g: DaemonFlags, env: NodeJS.ProcessEnv = process.e
 }
 
 export async function withClient<T>(signal: AbortSignal, o: ConnectOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  // grpc-js passes an IP address host as the TLS server name, which Node reports with a
+  // deprecation warning on stderr; buildctl's output has no such line.
+  process.noDeprecation = true;
   using client = await ControlClient.connect(signal, o);
   return await fn(client);
 }

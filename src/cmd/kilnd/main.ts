@@ -9,7 +9,7 @@ import { maxMessageBytes } from "../../api/index.js";
 import { Controller } from "../../control/index.js";
 import { ControlService, kilnVersion, workerId } from "../../control/grpc/index.js";
 import { DockerfileFrontend } from "../../frontend/index.js";
-import type { SessionManager } from "../../session/index.js";
+import { GrpcSessionManager, type SessionManager } from "../../session/index.js";
 import { openWorker } from "../../worker/index.js";
 import { errorMessage } from "../../util/index.js";
 import { loadConfig } from "../config.js";
@@ -85,7 +85,7 @@ export async function runDaemon(flags: DaemonFlags, hooks: DaemonHooks = {}): Pr
     workerId: await workerId(root),
     labels: settings.labels,
     version: kilnVersion,
-    sessions: hooks.sessions?.(root),
+    sessions: hooks.sessions?.(root) ?? new GrpcSessionManager({ tmpDir }),
     tmpDir,
     log: (m) => logLine("error", m),
   });

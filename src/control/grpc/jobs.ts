@@ -109,7 +109,6 @@ export class JobRegistry {
         cleanup();
         reject(new KilnError("KILN_NO_JOB", `no such job ${ref}`));
       }, waitMs);
-      timer.unref();
       set.add(wake);
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
