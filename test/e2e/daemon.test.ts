@@ -4,6 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -256,6 +257,12 @@ describe("kilnd", { concurrency: false }, () => {
     );
   });
 
+  test("an empty Solve (a gateway-driven build) fails at once with Unimplemented", async () => {
+    const ac = new AbortController();
+    using client = await ControlClient.connect(ac.signal, { addr });
+    await assert.rejects(client.api.solve({ Ref: `empty-${Date.now()}`, Exporter: "tar" }, { signal: ac.signal }), (err: { code?: number; details?: string }) => err.code === 12 && /gateway API \(LLBBridge\)/.test(err.details ?? ""));
+  });
+
   test("TCP with mutual TLS: a client of the CA is served; another CA's client and a client without a certificate are refused", async () => {
     const tls = (name: string) => ["--tlscacert", path.join(tmp, "ca.pem"), "--tlscert", path.join(tmp, `${name}.pem`), "--tlskey", path.join(tmp, `${name}.key`)];
     const ok = await kiln(["--addr", tcp, ...tls("client"), "debug", "workers"]);
@@ -299,6 +306,31 @@ describe("kilnd", { concurrency: false }, () => {
     const down = await kiln(["--addr", addr, "--timeout", "1", "du"]);
     assert.equal(down.code, 1);
     assert.match(down.stderr, /^error: failed to connect to unix:\/\//);
+  });
+
+  test("systemd socket activation: --addr fd:// serves the socket it is given", { skip: !existsSync("/usr/bin/systemd-socket-activate") && "no systemd-socket-activate" }, async () => {
+    const dir = path.join(tmp, "activation");
+    await mkdir(dir, { recursive: true });
+    const asock = path.join(dir, "kilnd.sock");
+    const proc = spawn("/usr/bin/systemd-socket-activate", ["-l", asock, process.execPath, kilndBin, "--addr", "fd://", "--root", path.join(dir, "root")], { stdio: ["ignore", "ignore", "pipe"] });
+    let log = "";
+    proc.stderr.on("data", (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+    try {
+      for (let i = 0; i < 100 && !existsSync(asock); i++) await new Promise((r) => setTimeout(r, 50));
+      // The first connection starts kilnd (systemd's Accept=no), which then answers on fd 3.
+      const info = await kiln(["--addr", `unix://${asock}`, "--timeout", "30", "debug", "info"]);
+      assert.equal(info.code, 0, info.stderr + log);
+      assert.match(info.stdout, /^BuildKit: /);
+      assert.match(log, /running server on fd:\/\/3/);
+      proc.kill("SIGTERM");
+      assert.equal(await exited, 0, log);
+    } finally {
+      if (proc.exitCode === null) {
+        proc.kill("SIGKILL");
+        await exited;
+      }
+    }
   });
 
   test("a stale socket file is replaced", async () => {

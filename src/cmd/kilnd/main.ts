@@ -106,7 +106,7 @@ export async function runDaemon(flags: DaemonFlags, hooks: DaemonHooks = {}): Pr
       const l = await openListener(ac.signal, addr, { uid, gid, tls: creds !== undefined, systemdFds, onConnection });
       listeners.push(l);
       if (addr.startsWith("unix://") && creds) logLine("warning", `TLS is disabled for ${addr}`);
-      if (!addr.startsWith("unix://") && !creds) logLine("warning", `TLS is not enabled for ${addr}. enabling mutual TLS authentication is highly recommended`);
+      if (addr.startsWith("tcp://") && !creds) logLine("warning", `TLS is not enabled for ${addr}. enabling mutual TLS authentication is highly recommended`);
       log(`running server on ${l.address}`);
     }
     if (debug) logLine("debug", `root ${root}, worker platforms ${opened.worker.platforms.map((p) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`).join(",")}`);

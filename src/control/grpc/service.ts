@@ -177,6 +177,9 @@ export class ControlService {
     try {
       if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) throw new KilnError("KILN_UNIMPLEMENTED", "cache import and export are not supported yet");
       const req: SolveRequest = { ref, frontendAttrs: { ...r.FrontendAttrs }, entitlements: r.Entitlements };
+      // An empty request is how BuildKit's clients (buildctl build, buildx) start a build they
+      // drive through the gateway API (LLBBridge), which kilnd doesn't serve yet.
+      if (!r.Frontend && !(r.Definition && r.Definition.def.length > 0)) throw new KilnError("KILN_UNIMPLEMENTED", "builds driven through the gateway API (LLBBridge) are not supported by kilnd yet: send a frontend (dockerfile.v0) or an LLB definition in the SolveRequest");
       if (r.Frontend) req.frontend = r.Frontend;
       if (r.Definition && r.Definition.def.length > 0) req.definition = toBinary(pb.DefinitionSchema, r.Definition);
       if (r.Exporters.length > 0) req.exporters = r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
