@@ -2,7 +2,7 @@
 // and an empty STAT, answers each REQ with DATA chunks and an empty DATA, and a FIN from the
 // receiver is echoed to finish; the receiver validates the order, asks for the contents it needs
 // and writes the tree.
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, type FileHandle } from "node:fs/promises";
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, writeFile, type FileHandle } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { setAttribute } from "@napi-rs/xattr";
@@ -20,6 +20,10 @@ export type Stat = NonNullable<Packet["stat"]>;
 
 const { PACKET_STAT, PACKET_REQ, PACKET_DATA, PACKET_FIN, PACKET_ERR } = fsutil.Packet_PacketType;
 const chunkSize = 32 << 10;
+/** Files up to this size are collected in memory and written in one go. */
+const bufferedFileMax = 1 << 20;
+/** Files being closed and stamped at once before the reader waits for them. */
+const maxFinishing = 64;
 const sendWorkers = 4;
 
 /** A queue whose consumers wait; closing it lets them drain and stop. */
@@ -78,13 +82,13 @@ export async function sendTree(signal: AbortSignal, conn: PacketConn, entries: A
     }
     if (fh) {
       try {
-        const buf = Buffer.allocUnsafe(chunkSize);
         for (;;) {
           throwIfAborted(inner);
+          // A fresh buffer per chunk: the packet may still be queued when the next read lands.
+          const buf = Buffer.allocUnsafe(chunkSize);
           const { bytesRead } = await fh.read(buf, 0, chunkSize, null);
           if (bytesRead === 0) break;
-          // Each packet gets its own copy: the message may still be queued when we read on.
-          await conn.send({ type: PACKET_DATA, ID: id, data: Buffer.from(buf.subarray(0, bytesRead)) });
+          await conn.send({ type: PACKET_DATA, ID: id, data: buf.subarray(0, bytesRead) });
         }
       } finally {
         await fh.close();
@@ -267,8 +271,15 @@ async function applyMetadata(p: string, st: Stat, owner: WriteOptions["owner"], 
  * their children does not disturb it.
  */
 export async function writeListing(signal: AbortSignal, conn: PacketConn, listing: readonly ListedStat[], dest: string, opts: WriteOptions = {}): Promise<void> {
-  const pending = new Map<number, { path: string; st: Stat; fh: FileHandle }>();
+  // Small files are gathered in memory and written whole beside the reader; a file outgrowing
+  // that is opened and written chunk by chunk, which is the back-pressure on the sender. Only
+  // the sender's few in-flight files hold descriptors, however many are requested.
+  const pending = new Map<number, { path: string; st: Stat; created: boolean; fh: FileHandle | undefined; chunks: Uint8Array[]; buffered: number }>();
+  const finishing = new Set<Promise<void>>();
+  let finishFailure: unknown;
   const dirs: { path: string; st: Stat }[] = [];
+  // Paths later entries hard-link to must exist before their contents arrive.
+  const linkTargets = new Set(listing.filter((l) => l.stat.linkname !== "" && goModeKind(l.stat.mode) === "file").map((l) => l.stat.linkname));
   let creating = true;
   let finSent = false;
   let drained!: () => void;
@@ -290,12 +301,29 @@ export async function writeListing(signal: AbortSignal, conn: PacketConn, listin
       const f = pending.get(p.ID);
       if (!f) throw new KilnError("KILN_FILESYNC", `invalid file request ${p.ID}`);
       if (p.data.length > 0) {
+        if (!f.fh && f.buffered + p.data.length <= bufferedFileMax) {
+          f.chunks.push(p.data);
+          f.buffered += p.data.length;
+          continue;
+        }
+        if (!f.fh) {
+          f.fh = await open(f.path, f.created ? "r+" : "wx", 0o600);
+          f.created = true;
+          for (const c of f.chunks.splice(0)) await f.fh.write(c);
+        }
         await f.fh.write(p.data);
         continue;
       }
       pending.delete(p.ID);
-      await f.fh.close();
-      await applyMetadata(f.path, f.st, opts.owner, false);
+      const done = (async () => {
+        if (f.fh) await f.fh.close();
+        else await writeFile(f.path, f.chunks, { flag: f.created ? "r+" : "wx", mode: 0o600 });
+        await applyMetadata(f.path, f.st, opts.owner, false);
+      })().catch((err: unknown) => void (finishFailure ??= err));
+      finishing.add(done);
+      void done.finally(() => finishing.delete(done));
+      if (finishFailure !== undefined) throw finishFailure;
+      if (finishing.size >= maxFinishing) await Promise.race(finishing);
       if (!creating && pending.size === 0) drained();
     }
   })();
@@ -350,12 +378,12 @@ export async function writeListing(signal: AbortSignal, conn: PacketConn, listin
               // The earlier snapshot lost the file: transfer it after all.
             }
           }
-          const fh = await open(target, "wx", 0o600);
+          const created = st.size === 0n || linkTargets.has(st.path);
+          if (created) await (await open(target, "wx", 0o600)).close();
           if (st.size === 0n) {
-            await fh.close();
             await applyMetadata(target, st, opts.owner, false);
           } else {
-            pending.set(id, { path: target, st, fh });
+            pending.set(id, { path: target, st, created, fh: undefined, chunks: [], buffered: 0 });
             await Promise.race([conn.send({ type: PACKET_REQ, ID: id }), readerFailed]);
           }
           break;
@@ -368,6 +396,8 @@ export async function writeListing(signal: AbortSignal, conn: PacketConn, listin
     creating = false;
     if (pending.size === 0) drained();
     await Promise.race([drainedP, readerFailed]);
+    await Promise.all(finishing);
+    if (finishFailure !== undefined) throw finishFailure;
     for (const { path: p, st } of dirs.reverse()) await applyMetadata(p, st, opts.owner, false);
     finSent = true;
     await conn.send({ type: PACKET_FIN });
@@ -377,7 +407,8 @@ export async function writeListing(signal: AbortSignal, conn: PacketConn, listin
     await conn.send({ type: PACKET_ERR, data: Buffer.from(errorMessage(err)) }).catch(() => undefined);
     throw err;
   } finally {
-    for (const f of pending.values()) await f.fh.close().catch(() => undefined);
+    for (const f of pending.values()) await f.fh?.close().catch(() => undefined);
+    await Promise.all(finishing);
     // On failure the reader is left to the caller, whose cancelling of the call ends it.
     if (failure === undefined) conn.closeSend();
   }

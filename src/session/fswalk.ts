@@ -6,7 +6,7 @@ import { lstat, readdir, readlink, realpath, stat as statFile } from "node:fs/pr
 import type { BigIntStats } from "node:fs";
 import path from "node:path";
 import { listAttributes, getAttribute } from "@napi-rs/xattr";
-import { KilnError, throwIfAborted } from "../util/index.js";
+import { KilnError, mapLimit, throwIfAborted } from "../util/index.js";
 import { followLinks } from "./followlinks.js";
 import { toGoMode, goMode } from "./fsmode.js";
 import { PatternMatcher, noMatchInfo, withoutTrailingGlob, type MatchInfo } from "./patternmatcher.js";
@@ -86,7 +86,7 @@ async function xattrsOf(p: string): Promise<Record<string, Uint8Array>> {
 }
 
 /** fsutil's mkstat: `seen` maps inode → first path, so later links of it name that path. */
-async function mkstat(abs: string, rel: string, st: BigIntStats, seen: Map<string, string>): Promise<WalkStat> {
+async function mkstat(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>, seen: Map<string, string>): Promise<WalkStat> {
   const stat: WalkStat = {
     path: rel,
     mode: toGoMode(Number(st.mode)),
@@ -112,13 +112,14 @@ async function mkstat(abs: string, rel: string, st: BigIntStats, seen: Map<strin
     stat.size = st.size;
     if (st.isSymbolicLink()) stat.linkname = await readlink(abs);
   }
-  stat.xattrs = await xattrsOf(abs);
+  stat.xattrs = xattrs;
   stat.mode = (stat.mode & ~goMode.socket) >>> 0;
   return stat;
 }
 
 interface VisitedDir {
   st: BigIntStats;
+  xattrs: Record<string, Uint8Array>;
   rel: string;
   abs: string;
   withSep: string;
@@ -158,20 +159,20 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
   const parentDirs: VisitedDir[] = [];
   const seen = new Map<string, string>();
 
-  const emit = async (abs: string, rel: string, st: BigIntStats): Promise<WalkEntry | undefined> => {
-    const stat = await mkstat(abs, rel, st, seen);
+  const emit = async (abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): Promise<WalkEntry | undefined> => {
+    const stat = await mkstat(abs, rel, st, xattrs, seen);
     if (opts.map && !opts.map(stat)) return undefined;
     return { stat, abs };
   };
 
   // Returns "skipdir" to prune a directory, as the Go walk function does with filepath.SkipDir.
-  async function* visit(abs: string, rel: string, st: BigIntStats): AsyncGenerator<WalkEntry, "skipdir" | undefined> {
+  async function* visit(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): AsyncGenerator<WalkEntry, "skipdir" | undefined> {
     throwIfAborted(signal);
     const isDir = st.isDirectory();
     if (include || exclude) {
       while (parentDirs.length > 0 && !rel.startsWith(parentDirs[parentDirs.length - 1]!.withSep)) parentDirs.pop();
     }
-    const dir: VisitedDir = { st, rel, abs, withSep: rel + "/", include: noMatchInfo, exclude: noMatchInfo, called: false };
+    const dir: VisitedDir = { st, xattrs, rel, abs, withSep: rel + "/", include: noMatchInfo, exclude: noMatchInfo, called: false };
     let skip = false;
     if (include) {
       const parent = parentDirs.length > 0 ? parentDirs[parentDirs.length - 1]!.include : noMatchInfo;
@@ -201,11 +202,11 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
     try {
       if (skip) return undefined;
       dir.called = true;
-      const entry = await emit(abs, rel, st);
+      const entry = await emit(abs, rel, st, xattrs);
       if (!entry) return undefined;
       for (const parent of parentDirs) {
         if (parent.called) continue;
-        const pe = await emit(parent.abs, parent.rel, parent.st);
+        const pe = await emit(parent.abs, parent.rel, parent.st, parent.xattrs);
         if (!pe) continue;
         yield pe;
         parent.called = true;
@@ -227,20 +228,27 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
       throw err;
     }
     names.sort(byteCompare);
-    for (const name of names) {
+    // A directory's children are stat'ed together (the thread pool works in parallel); the walk
+    // itself, with its hard-link bookkeeping, stays in order.
+    const infos = await mapLimit(names, 32, async (name) => {
       const childAbs = path.join(abs, name);
-      const childRel = rel === "" ? name : `${rel}/${name}`;
-      let st: BigIntStats;
       try {
-        st = await lstat(childAbs, { bigint: true });
+        const st = await lstat(childAbs, { bigint: true });
+        return { st, xattrs: await xattrsOf(childAbs) };
       } catch (err) {
         // Vanished since readdir: fsutil turns not-exist errors into a skip.
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
         throw err;
       }
-      const res = yield* visit(childAbs, childRel, st);
+    });
+    for (let i = 0; i < names.length; i++) {
+      const info = infos[i];
+      if (!info) continue;
+      const childAbs = path.join(abs, names[i]!);
+      const childRel = rel === "" ? names[i]! : `${rel}/${names[i]!}`;
+      const res = yield* visit(childAbs, childRel, info.st, info.xattrs);
       if (res === "skipdir") continue;
-      if (st.isDirectory()) yield* walkDir(childAbs, childRel);
+      if (info.st.isDirectory()) yield* walkDir(childAbs, childRel);
     }
   }
 

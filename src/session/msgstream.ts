@@ -64,16 +64,26 @@ export function messageConn<In, Out>(stream: ObjectStream, signal: AbortSignal, 
   });
 
   return {
-    send(msg: Out): Promise<void> {
-      if (failure !== undefined) return Promise.reject(failure instanceof Error ? failure : new Error(String(failure)));
-      return new Promise((resolve, reject) => {
-        const onAbort = () => reject(new CanceledError(signal.reason));
-        signal.addEventListener("abort", onAbort, { once: true });
-        stream.write(encode(msg) as never, (err) => {
+    async send(msg: Out): Promise<void> {
+      if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
+      // Only a full buffer makes the sender wait; waiting for every message's flush would cost a
+      // turn of the event loop per packet.
+      if (stream.write(encode(msg) as never)) return;
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: unknown) => {
+          stream.off("drain", onDrain);
+          stream.off("close", onClose);
           signal.removeEventListener("abort", onAbort);
-          if (err) reject(err);
-          else resolve();
-        });
+          if (err === undefined) resolve();
+          else reject(err instanceof Error ? err : new Error(String(err)));
+        };
+        const onDrain = () => done();
+        const onClose = () => done(failure ?? new Error("stream closed"));
+        const onAbort = () => done(new CanceledError(signal.reason));
+        stream.once("drain", onDrain);
+        stream.once("close", onClose);
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
       });
     },
     async recv(): Promise<In | undefined> {

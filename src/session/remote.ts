@@ -451,6 +451,7 @@ interface Entry {
 }
 
 const healthInterval = 5_000;
+const sessionWindow = 8 << 20;
 const healthTimeout = 30_000;
 
 /** Daemon-side registry of live sessions, each served from its Control.Session call. */
@@ -503,6 +504,8 @@ export class GrpcSessionManager implements SessionManager {
         // The tunnel cannot be re-dialled: an idle channel must not let go of it.
         "grpc.client_idle_timeout_ms": 2_147_483_647,
         "grpc.initial_reconnect_backoff_ms": 60_000,
+        // HTTP/2's 64 KiB default window stalls bulk transfers behind the tunnel's round trips.
+        "grpc-node.flow_control_window": sessionWindow,
       });
       const session = new GrpcRemoteSession(id, name, sharedKey, methodList, client, ac.signal);
       this.sessions.set(id, { session, stop: () => ac.abort(new CanceledError("daemon shutting down")) });
