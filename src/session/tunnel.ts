@@ -25,7 +25,10 @@ export function bytesCallToDuplex(call: ObjectStream): Duplex {
         cb(new Error("session stream closed"));
         return;
       }
-      call.write({ data: chunk } as never, (err?: Error | null) => cb(err ?? null));
+      // HTTP/2 writes one chunk at a time and waits for each callback: waiting for the message's
+      // flush here would allow a single message in flight. Only a full buffer makes it wait.
+      if (call.write({ data: chunk } as never)) cb();
+      else call.once("drain", () => cb());
     },
     final(cb) {
       if (!call.writableEnded) call.end();
