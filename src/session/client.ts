@@ -224,7 +224,7 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
       duplex.destroy();
       server.forceShutdown();
     })());
-  void done.finally(() => void close());
+  done.then(close, close).catch(() => undefined);
   return { id, methods: served, done, close, [Symbol.asyncDispose]: close };
 }
 

@@ -244,6 +244,16 @@ class RemoteSSH implements SSHAgents {
     return true;
   }
 
+  async check(signal: AbortSignal, id: string): Promise<boolean> {
+    try {
+      await this.session.unary(signal, methods.checkAgent, sshforward.CheckAgentRequestSchema, sshforward.CheckAgentResponseSchema, { ID: id });
+      return true;
+    } catch (err) {
+      if (signal.aborted || this.session.closed.aborted) throw err;
+      return false;
+    }
+  }
+
   async listen(signal: AbortSignal, id: string, opts: { uid: number; gid: number; mode: number }): Promise<ForwardedSocket> {
     const s = this.session;
     try {
@@ -415,10 +425,13 @@ export class GrpcRemoteSession implements RemoteSession {
           sig.removeEventListener("abort", onAbort);
         }
       },
-      abort: (err: Error) => {
+      abort: (_err: Error) => {
         sig.removeEventListener("abort", onAbort);
+        // A cancel, not an end: a Go client sees the RST and fails its copy. (Node's HTTP/2 sends
+        // END_STREAM before the RST, so a grpc-js client may take it for a clean end; the failed
+        // solve still tells its user.)
         call.cancel();
-        stream.destroy(err);
+        stream.destroy();
       },
     };
   }

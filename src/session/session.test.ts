@@ -283,6 +283,8 @@ void test("session: ssh agent connections are relayed byte for byte", async () =
   try {
     const { rs } = await h.open({ attachables: { ssh: { has: (id) => id === "default", socketPath: async () => agentSock } } });
     assert.ok(rs.ssh);
+    assert.equal(await rs.ssh.check!(sig(), "other"), false);
+    assert.equal(await rs.ssh.check!(sig(), "default"), true);
     await assert.rejects(rs.ssh.listen(sig(), "other", { uid: 0, gid: 0, mode: 0o600 }), /other/);
     const fwd = await rs.ssh.listen(sig(), "default", { uid: 0, gid: 0, mode: 0o600 });
     const payload = randomBytes(200_000);
@@ -412,4 +414,63 @@ void test("session: the daemon shutting down ends client sessions", async () => 
   assert.equal(rs.closed.aborted, true);
   await cs.done;
   assert.deepEqual(await readdir(h.relayDir), []);
+});
+
+void test("session: a copy cancelled by its signal stops, and the session serves the next one", async () => {
+  await using h = await harness();
+  const src = path.join(h.root, "src");
+  await mkdir(src);
+  for (let i = 0; i < 40; i++) await writeFile(path.join(src, `f${i}`), randomBytes(256 * 1024));
+  const { rs } = await h.open({ attachables: { dirs: { ctx: src } } });
+  const entries = (await rs.localDirs.list(sig(), "ctx", {}))!;
+  const ac = new AbortController();
+  const dest = path.join(h.root, "dest");
+  await mkdir(dest);
+  const copying = rs.localDirs.copyTo(ac.signal, "ctx", entries, dest);
+  ac.abort();
+  await assert.rejects(copying, { code: "KILN_CANCELED" });
+  assert.equal(rs.closed.aborted, false);
+  const again = path.join(h.root, "again");
+  await mkdir(again);
+  await rs.localDirs.copyTo(sig(), "ctx", (await rs.localDirs.list(sig(), "ctx", {}))!, again);
+  assert.deepEqual(await readFile(path.join(again, "f39")), await readFile(path.join(src, "f39")));
+});
+
+void test("session: an aborted FileSend stops the stream where it was, and later streams still work", async () => {
+  await using h = await harness();
+  const targets: { got: Buffer[]; closed: Promise<void> }[] = [];
+  const { rs } = await h.open({
+    attachables: {
+      fileTarget: async () => {
+        const got: Buffer[] = [];
+        const w = new Writable({
+          write(chunk: Buffer, _e, cb) {
+            got.push(chunk);
+            cb();
+          },
+        });
+        targets.push({ got, closed: new Promise((r) => w.once("close", () => r())) });
+        return w;
+      },
+    },
+  });
+  const fs = await rs.openFileSend(sig(), {});
+  fs.stream.write(Buffer.from("partial"));
+  for (let i = 0; i < 100 && (targets[0]?.got.length ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  fs.abort(new Error("export failed"));
+  assert.equal(fs.stream.destroyed, true);
+  await targets[0]!.closed;
+  assert.equal(Buffer.concat(targets[0]!.got).toString(), "partial", "nothing after the abort reaches the client");
+  const next = await rs.openFileSend(sig(), {});
+  next.stream.end(Buffer.from("whole"));
+  await next.close();
+  assert.equal(Buffer.concat(targets[1]!.got).toString(), "whole");
+});
+
+void test("session: a second session with a live id is refused", async () => {
+  await using h = await harness();
+  await h.open({ id: "dup", attachables: {} });
+  const second = await openClientSession(sig(), h.client, { id: "dup", attachables: {} });
+  await assert.rejects(second.done, /already exists/);
+  await second.close();
 });

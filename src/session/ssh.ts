@@ -15,8 +15,10 @@ export interface ForwardedSocket extends AsyncDisposable {
 }
 
 export interface SSHAgents {
-  /** True when the client forwards an agent under `id`. */
+  /** True when the client forwards an agent under `id` (or may: a remote client is only sure after `check`). */
   has(id: string): boolean;
+  /** Asks the client whether it forwards `id`, where `has` cannot know (a remote session's CheckAgent). */
+  check?(signal: AbortSignal, id: string): Promise<boolean>;
   /** A new socket relaying to agent `id`, owned and permissioned as the mount asks. */
   listen(signal: AbortSignal, id: string, opts: { uid: number; gid: number; mode: number }): Promise<ForwardedSocket>;
 }
