@@ -7,3 +7,4 @@ export * from "./followlinks.js";
 export * from "./wire.js";
 export { GrpcSessionManager, GrpcRemoteSession } from "./remote.js";
 export { openClientSession, type ClientSession, type ClientSessionOptions } from "./client.js";
+export { bytesCallToDuplex, relayThroughUnixSocket, type UnixRelay } from "./tunnel.js";

@@ -471,6 +471,7 @@ const healthTimeout = 30_000;
 export class GrpcSessionManager implements SessionManager {
   private readonly sessions = new Map<string, Entry>();
   private readonly waiters = new Set<() => void>();
+  private readonly reserved = new Set<string>();
   private closing = false;
 
   constructor(private readonly opts: { tmpDir?: string; healthCheck?: boolean } = {}) {}
@@ -485,11 +486,13 @@ export class GrpcSessionManager implements SessionManager {
     const name = metadataValues(md, sessionHeaders.name)?.[0] ?? "";
     const sharedKey = metadataValues(md, sessionHeaders.sharedKey)?.[0] ?? "";
     const methodList = (metadataValues(md, sessionHeaders.method) ?? []).flatMap((m) => m.split(",").map((s) => s.trim())).filter((m) => m !== "");
-    if (id === "" || this.closing || this.sessions.has(id)) {
+    if (id === "" || this.closing || this.sessions.has(id) || this.reserved.has(id)) {
       const details = id === "" ? "no session id in the request" : this.closing ? "the daemon is shutting down" : `session ${id} already exists`;
       call.emit("error", { code: id === "" ? grpc.status.INVALID_ARGUMENT : grpc.status.ALREADY_EXISTS, details });
       return;
     }
+    // Held from here, so a second call with the same id cannot slip in while this one sets up.
+    this.reserved.add(id);
     const ac = new AbortController();
     const ended = new Promise<void>((resolve) => {
       const end = () => {
@@ -525,7 +528,11 @@ export class GrpcSessionManager implements SessionManager {
       this.notify();
       if (this.opts.healthCheck !== false && session.supports(methods.healthCheck)) healthTimer = this.monitorHealth(session, ac);
       await ended;
+    } catch (err) {
+      // Setting up the relay failed: the client hears why, the caller gets no rejection to handle.
+      if (!call.writableEnded && !call.cancelled) call.emit("error", { code: grpc.status.INTERNAL, details: `session ${id}: ${errorMessage(err)}` });
     } finally {
+      this.reserved.delete(id);
       ac.abort(new CanceledError("session closed"));
       clearInterval(healthTimer);
       if (this.sessions.get(id)?.session.closed === ac.signal) this.sessions.delete(id);
