@@ -10,7 +10,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs, promisify } from "node:util";
 import { startRegistry, pushBusybox, writeKilnConfig } from "../test/fixtures/registry.js";
-import { cases, caseFiles, type CompareCase } from "../test/compare/cases.js";
+import { cases, caseFiles, checkFail, failCases, failGolden, type CompareCase } from "../test/compare/cases.js";
 import { imageFacts, layoutTree, diffFacts } from "../test/compare/facts.js";
 
 const sh = promisify(execFile);
@@ -82,6 +82,36 @@ try {
     if (JSON.stringify(want.buildinfo) !== JSON.stringify(got.buildinfo)) diffs.push(`buildinfo: want ${JSON.stringify(want.buildinfo)}\n   got ${JSON.stringify(got.buildinfo)}`);
     if (diffs.length) failures++;
     console.log(`${c.name}: ${diffs.length ? `${diffs.length} differences\n  ${diffs.join("\n  ")}` : "identical"}`);
+  }
+  for (const c of failCases.filter((c) => !values.only || c.name === values.only)) {
+    const ctx = path.join(tmp, "ctx", c.name);
+    await writeContext(ctx, { name: c.name, files: { ...c.files, Dockerfile: c.dockerfile } });
+    const bk = await sh(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`], { maxBuffer: 64 << 20 }).then(
+      () => undefined,
+      (err: { stderr?: string }) => err.stderr ?? "",
+    );
+    if (bk === undefined) {
+      failures++;
+      console.log(`${c.name}: BuildKit accepted it`);
+      continue;
+    }
+    const want = failGolden(bk);
+    if (values.write) {
+      const file = path.join(repoRoot, "test/compare/golden/fail", `${c.name}.json`);
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, JSON.stringify(want, null, 2) + "\n");
+    }
+    if (!values.compare) {
+      console.log(`${c.name}: recorded`);
+      continue;
+    }
+    const kiln = await sh(process.execPath, [path.join(repoRoot, "bin/kiln"), "--root", path.join(tmp, "kiln-root"), "--config", config, "build", ctx, "--progress", "plain"], { maxBuffer: 64 << 20 }).then(
+      () => undefined,
+      (err: { stderr?: string }) => err.stderr ?? "",
+    );
+    const diffs = kiln === undefined ? ["kiln accepted it"] : checkFail(want, kiln);
+    if (diffs.length) failures++;
+    console.log(`${c.name}: ${diffs.length ? `${diffs.join("\n  ")}` : "same error"}`);
   }
 } finally {
   if (daemon) {

@@ -12,6 +12,19 @@ export interface CompareCase {
   buildArgs?: Record<string, string>;
 }
 
+/** A Dockerfile BuildKit rejects: kiln must reject it with the same message and excerpt. */
+export interface FailCase {
+  name: string;
+  dockerfile: string;
+  files?: Record<string, string>;
+}
+
+/** What BuildKit printed for a FailCase: its message (after "failed to solve: ") and the `>>>` line. */
+export interface FailGolden {
+  message: string;
+  excerpt?: string;
+}
+
 const text = (n: number, word: string) => Array.from({ length: n }, (_, i) => `${word} ${i}`).join("\n") + "\n";
 
 export const cases: CompareCase[] = [
@@ -251,6 +264,44 @@ export const cases: CompareCase[] = [
     },
   },
 ];
+
+// Left out on purpose (covered by test/e2e/dockerfile-instructions.test.ts): messages where kiln
+// follows newer BuildKit (`unknown flag: --fro`, `Invalid signal`, `--chmod=999` refused) and
+// the ones that depend on the network (a missing image or stage name falls back from the mirror
+// to docker.io, which BuildKit reports as a DNS failure here).
+export const failCases: FailCase[] = [
+  { name: "unknown-instruction", dockerfile: "FROM busybox\nRUNN echo\n" },
+  { name: "instruction-before-from", dockerfile: "ARG A=1\nRUN true\nFROM busybox\n" },
+  { name: "bad-network", dockerfile: "FROM busybox\nRUN --network=outer true\n" },
+  { name: "bad-mount-key", dockerfile: "FROM busybox\nRUN --mount=type=cache,target=/c,sharng=locked true\n" },
+  { name: "bad-mount-type", dockerfile: "FROM busybox\nRUN --mount=type=volume,target=/c true\n" },
+  { name: "missing-required-secret", dockerfile: "FROM busybox\nRUN --mount=type=secret,id=nope,required=true cat /run/secrets/nope\n" },
+  { name: "copy-missing-path", dockerfile: "FROM busybox\nCOPY nope.txt /\n" },
+  { name: "failing-run", dockerfile: "FROM busybox\nRUN echo boom && exit 3\n" },
+  { name: "from-without-image", dockerfile: "FROM\n" },
+  { name: "env-without-value", dockerfile: "FROM busybox\nENV\n" },
+  { name: "healthcheck-bad-duration", dockerfile: "FROM busybox\nHEALTHCHECK --interval=5x CMD true\n" },
+  { name: "copy-one-arg", dockerfile: "FROM busybox\nCOPY onlyone\n" },
+  { name: "expose-empty", dockerfile: "FROM busybox\nEXPOSE\n" },
+];
+
+/** BuildKit's message from buildctl's stderr: the `error: failed to solve: …` line and the excerpt's `>>>` line. */
+export function failGolden(stderr: string): FailGolden {
+  const lines = stderr.split("\n");
+  const errLine = [...lines].reverse().find((l) => l.startsWith("error: ")) ?? "";
+  const excerpt = lines.find((l) => /^\s*\d+ \| >>> /.test(l))?.replace(/^\s*\d+ \| >>> /, "");
+  return { message: errLine.replace(/^error: (failed to solve: )?/, ""), ...(excerpt !== undefined ? { excerpt } : {}) };
+}
+
+/** Where kiln's stderr for a FailCase departs from BuildKit's; empty when it says the same. */
+export function checkFail(want: FailGolden, stderr: string): string[] {
+  const out: string[] = [];
+  // Registry addresses carry the test's random port; ref ids are random.
+  const norm = (x: string) => x.replace(/127\.0\.0\.1:\d+/g, "REGISTRY").replace(/ of ref [a-z0-9]+::[a-z0-9]+:/g, " of ref:");
+  if (!norm(stderr).includes(norm(want.message))) out.push(`message: want ${JSON.stringify(want.message)}, got ${JSON.stringify(stderr.split("\n").filter((l) => l.startsWith("error")).join(" / "))}`);
+  if (want.excerpt !== undefined && !stderr.includes(`>>> ${want.excerpt}`)) out.push(`excerpt: want ">>> ${want.excerpt}"`);
+  return out;
+}
 
 /** A minimal POSIX tar holding one file, written without any tool so the case is self-contained. */
 export function plainTar(name: string, content: string): Buffer {
