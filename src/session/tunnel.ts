@@ -50,6 +50,9 @@ export function bytesCallToDuplex(call: ObjectStream): Duplex {
   return duplex;
 }
 
+/** "/kiln-session-XXXXXX" + "/tunnel-<16 hex>.sock". */
+const socketNameBytes = 20 + 29;
+
 export interface UnixRelay extends AsyncDisposable {
   /** A grpc-js target: `unix:///…/tunnel-<id>.sock`. */
   readonly target: string;
@@ -63,6 +66,8 @@ export interface UnixRelay extends AsyncDisposable {
  * else can reach the tunnel.
  */
 export async function relayThroughUnixSocket(duplex: Duplex, parent = os.tmpdir()): Promise<UnixRelay> {
+  // A unix socket path must fit sun_path (108 bytes); a deep parent falls back to the system's.
+  if (Buffer.byteLength(parent) + socketNameBytes > 107) parent = os.tmpdir();
   const dir = await mkdtemp(path.join(parent, "kiln-session-"));
   let conn: Socket | undefined;
   const server = createServer((sock) => {
