@@ -233,7 +233,8 @@ async function handleFileSend(call: ServerStream, a: ClientAttachables, session:
   const sig = callSignal(call, session);
   const exporterMd: Record<string, string> = {};
   for (const [k, v] of Object.entries(call.metadata.getMap())) {
-    if (k.startsWith(metadataKeys.exporterPrefix)) exporterMd[k.slice(metadataKeys.exporterPrefix.length)] = (metadataValues(call.metadata, k) ?? [String(v)]).join(",");
+    if (!k.startsWith(metadataKeys.exporterPrefix) || k.endsWith("-encoded")) continue;
+    exporterMd[k.slice(metadataKeys.exporterPrefix.length)] = (metadataValues(call.metadata, k) ?? [String(v)]).join(",");
   }
   const raw = messageConn<Buffer, Buffer>(call, sig);
   let first: Buffer | undefined;

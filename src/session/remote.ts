@@ -14,7 +14,7 @@ import { fromGoMode, goModeKind } from "./fsmode.js";
 import { receiveListing, sendTree, writeListing, type ListedStat, type PacketConn } from "./fssync.js";
 import { walkTree } from "./fswalk.js";
 import { messageConn } from "./msgstream.js";
-import { bidiCall, metadataKeys, metadataValues, methods, encoder, decoder } from "./methods.js";
+import { bidiCall, metadataKeys, metadataValues, methods, encoder, decoder, setMetadataValues } from "./methods.js";
 import type { SecretStore } from "./secrets.js";
 import type { ForwardedSocket, SSHAgents } from "./ssh.js";
 import { bytesCallToDuplex, relayThroughUnixSocket } from "./tunnel.js";
@@ -117,10 +117,10 @@ class RemoteLocalDirs implements LocalDirs {
     const s = this.session;
     if (!s.supports(methods.diffCopy)) throw new KilnError("KILN_LOCAL_NOT_FOUND", "no local sources enabled");
     const md = new grpc.Metadata();
-    md.set(metadataKeys.dirName, name);
-    for (const p of opts.includePatterns ?? []) md.add(metadataKeys.includePatterns, p);
-    for (const p of opts.excludePatterns ?? []) md.add(metadataKeys.excludePatterns, p);
-    for (const p of opts.followPaths ?? []) md.add(metadataKeys.followPaths, p);
+    setMetadataValues(md, metadataKeys.dirName, [name]);
+    if (opts.includePatterns?.length) setMetadataValues(md, metadataKeys.includePatterns, opts.includePatterns);
+    if (opts.excludePatterns?.length) setMetadataValues(md, metadataKeys.excludePatterns, opts.excludePatterns);
+    if (opts.followPaths?.length) setMetadataValues(md, metadataKeys.followPaths, opts.followPaths);
     const call = bidiCall(s.client, methods.diffCopy, fsutil.PacketSchema, fsutil.PacketSchema, md);
     const t = new Transfer(call as grpc.ClientDuplexStream<unknown, fsutil.Packet>, s.closed);
     const onAbort = () => t.cancel();
@@ -378,7 +378,7 @@ export class GrpcRemoteSession implements RemoteSession {
   async openFileSend(signal: AbortSignal, metadata: Record<string, string>): Promise<FileSendStream> {
     this.requireMethod(methods.fileSend);
     const md = new grpc.Metadata();
-    for (const [k, v] of Object.entries(metadata)) md.set(metadataKeys.exporterPrefix + k.toLowerCase(), v);
+    for (const [k, v] of Object.entries(metadata)) setMetadataValues(md, metadataKeys.exporterPrefix + k.toLowerCase(), [v]);
     const call = bidiCall(this.client, methods.fileSend, filesync.BytesMessageSchema, filesync.BytesMessageSchema, md);
     const sig = AbortSignal.any([signal, this.closed]);
     const onAbort = () => call.cancel();
