@@ -7,6 +7,9 @@ import { connect, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { getAttribute, setAttribute } from "@napi-rs/xattr";
 import { addService, control } from "../api/index.js";
 import { openClientSession, type ClientSession, type ClientSessionOptions } from "./client.js";
 import { GrpcSessionManager } from "./remote.js";
@@ -99,6 +102,8 @@ async function makeTree(dir: string): Promise<void> {
   await symlink("a.txt", path.join(dir, "link"));
   await symlink("/etc/does-not-exist", path.join(dir, "dangling"));
   await link(path.join(dir, "a.txt"), path.join(dir, "hard.txt"));
+  await setAttribute(path.join(dir, "dir/run.sh"), "user.kiln", "xattr value");
+  await promisify(execFile)("mkfifo", ["-m", "0640", path.join(dir, "fifo")]);
   await utimes(path.join(dir, "a.txt"), 1_600_000_000, 1_600_000_000.25);
   await utimes(path.join(dir, "dir"), 1_500_000_000, 1_500_000_000);
 }
@@ -115,8 +120,10 @@ void test("session: a directory round-trips through FileSync/DiffCopy with modes
   // Walk order: names by bytes, a directory followed by its contents.
   assert.deepEqual(
     entries.map((e) => e.path),
-    ["a.txt", "big.bin", "dangling", "dir", "dir/run.sh", "dir/sub", "dir/sub/nested.txt", "empty", "hard.txt", "link", "owned", "suid"],
+    ["a.txt", "big.bin", "dangling", "dir", "dir/run.sh", "dir/sub", "dir/sub/nested.txt", "empty", "fifo", "hard.txt", "link", "owned", "suid"],
   );
+  assert.equal(entries.find((e) => e.path === "fifo")!.type, "other");
+  assert.equal(entries.find((e) => e.path === "fifo")!.mode, 0o10640);
   const by = new Map(entries.map((e) => [e.path, e]));
   assert.equal(by.get("dir/run.sh")!.mode, 0o100755);
   assert.equal(by.get("suid")!.mode, 0o104755);
@@ -131,11 +138,12 @@ void test("session: a directory round-trips through FileSync/DiffCopy with modes
   assert.equal(by.get("big.bin")!.size, big.length);
   assert.equal(by.get("a.txt")!.mtimeMs, 1_600_000_000_250);
 
-  // The in-process listing of the same directory agrees on paths, types and modes.
+  // The in-process listing of the same directory agrees on paths, types and modes (it leaves
+  // special files out, which the wire carries).
   const local = (await new DiskLocalDirs({ ctx: src }).list(sig(), "ctx", {}))!;
   assert.deepEqual(
     local.map((e) => [e.path, e.type, e.mode]),
-    entries.map((e) => [e.path, e.type, e.mode]),
+    entries.filter((e) => e.type !== "other").map((e) => [e.path, e.type, e.mode]),
   );
 
   const dest = path.join(h.root, "dest");
@@ -149,6 +157,8 @@ void test("session: a directory round-trips through FileSync/DiffCopy with modes
     assert.deepEqual({ ...g, ino: 0 }, { ...w, ino: 0 }, p);
   }
   assert.equal(got["hard.txt"]!.ino, got["a.txt"]!.ino, "hard links stay one inode");
+  assert.equal(got["fifo"]!.kind, "other");
+  assert.equal(String(await getAttribute(path.join(dest, "dir/run.sh"), "user.kiln")), "xattr value");
   assert.notEqual(got["empty"]!.ino, got["a.txt"]!.ino);
   assert.equal(sha(await readFile(path.join(dest, "big.bin"))), sha(big));
 });
@@ -364,6 +374,7 @@ void test("session: sendDirectory writes the daemon's tree into the client's tar
     assert.deepEqual([g.uid, g.gid], [process.getuid!(), process.getgid!()], `${p} belongs to the client`);
   }
   assert.equal(got["hard.txt"]!.ino, got["a.txt"]!.ino);
+  assert.equal(String(await getAttribute(path.join(target, "dir/run.sh"), "user.kiln")), "xattr value");
   // The same stream method also still takes a byte stream when both targets are offered.
   const fs = await rs.openFileSend(sig(), {});
   fs.stream.end(Buffer.from("bytes"));
