@@ -2,6 +2,7 @@
 // connection to the client's session server (through a private unix relay), wrapped as a
 // `RemoteSession` the engine uses as it uses the in-process session.
 import * as grpc from "@grpc/grpc-js";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Writable } from "node:stream";
 import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
@@ -351,13 +352,7 @@ export class GrpcRemoteSession implements RemoteSession {
   }
 
   /** A unary call to the client, cancelled with `signal` or the session. */
-  unary<I extends Parameters<typeof encoder>[0], O extends Parameters<typeof decoder>[0]>(
-    signal: AbortSignal,
-    method: string,
-    input: I,
-    output: O,
-    req: Parameters<ReturnType<typeof encoder<I>>>[0],
-  ): Promise<ReturnType<ReturnType<typeof decoder<O>>>> {
+  unary<I extends DescMessage, O extends DescMessage>(signal: AbortSignal, method: string, input: I, output: O, req: MessageInitShape<I>): Promise<MessageShape<O>> {
     const sig = AbortSignal.any([signal, this.closed]);
     return new Promise((resolve, reject) => {
       const call = this.client.makeUnaryRequest(method, encoder(input), decoder(output), req, new grpc.Metadata(), {}, (err, res) => {
@@ -474,7 +469,16 @@ export class GrpcSessionManager implements SessionManager {
   private readonly reserved = new Set<string>();
   private closing = false;
 
-  constructor(private readonly opts: { tmpDir?: string; healthCheck?: boolean } = {}) {}
+  constructor(
+    private readonly opts: {
+      /** Where the relay sockets' private directories go (default: the system temp dir). */
+      tmpDir?: string;
+      /** BuildKit checks the client's health every 5 s (30 s timeout); false turns that off. */
+      healthCheck?: boolean;
+      healthIntervalMs?: number;
+      healthTimeoutMs?: number;
+    } = {},
+  ) {}
 
   private notify(): void {
     for (const w of [...this.waiters]) w();
@@ -553,7 +557,7 @@ export class GrpcSessionManager implements SessionManager {
       if (running) return;
       running = true;
       session
-        .unary(AbortSignal.timeout(healthTimeout), methods.healthCheck, health.HealthCheckRequestSchema, health.HealthCheckResponseSchema, {})
+        .unary(AbortSignal.timeout(this.opts.healthTimeoutMs ?? healthTimeout), methods.healthCheck, health.HealthCheckRequestSchema, health.HealthCheckResponseSchema, {})
         .then(
           () => {
             if (++okInRow >= 5) failedBefore = false;
@@ -566,7 +570,7 @@ export class GrpcSessionManager implements SessionManager {
           },
         )
         .finally(() => (running = false));
-    }, healthInterval);
+    }, this.opts.healthIntervalMs ?? healthInterval);
     timer.unref();
     return timer;
   }

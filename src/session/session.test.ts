@@ -10,7 +10,7 @@ import { Writable } from "node:stream";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { getAttribute, setAttribute } from "@napi-rs/xattr";
-import { addService, control } from "../api/index.js";
+import { addService, bindClient, control } from "../api/index.js";
 import { openClientSession, type ClientSession, type ClientSessionOptions } from "./client.js";
 import { GrpcSessionManager } from "./remote.js";
 import { DiskLocalDirs } from "./localdirs.js";
@@ -27,11 +27,11 @@ interface Harness extends AsyncDisposable {
 }
 
 /** A daemon exposing only Control.Session on a unix socket, and a client channel to it. */
-async function harness(): Promise<Harness> {
+async function harness(mgrOpts: ConstructorParameters<typeof GrpcSessionManager>[0] = {}): Promise<Harness> {
   const root = await mkdtemp(path.join(os.tmpdir(), "kiln-session-test-"));
   const relayDir = path.join(root, "relays");
   await mkdir(relayDir);
-  const mgr = new GrpcSessionManager({ tmpDir: relayDir });
+  const mgr = new GrpcSessionManager({ tmpDir: relayDir, ...mgrOpts });
   const handled: Promise<void>[] = [];
   const server = new grpc.Server();
   addService(server, control.Control, { session: (call) => void handled.push(mgr.handle(call)) });
@@ -488,4 +488,27 @@ void test("session: a second session with a live id is refused", async () => {
   const second = await openClientSession(sig(), h.client, { id: "dup", attachables: {} });
   await assert.rejects(second.done, /already exists/);
   await second.close();
+});
+
+void test("session: a client that stops answering health checks is dropped after two failures", async () => {
+  await using h = await harness({ healthIntervalMs: 50, healthTimeoutMs: 100 });
+  // A healthy session survives many rounds of checks.
+  const { rs: healthy } = await h.open({ attachables: {} });
+  // A client that opens the call and advertises Health/Check, but never serves HTTP/2 on it.
+  const md = new grpc.Metadata();
+  md.set("x-docker-expose-session-uuid", "mute");
+  md.add("x-docker-expose-session-grpc-method", "/grpc.health.v1.Health/Check");
+  const call = bindClient(control.Control, h.client).session({ metadata: md });
+  call.on("error", () => undefined);
+  call.on("data", () => undefined);
+  try {
+    const mute = await h.mgr.get(sig(), "mute");
+    const t0 = Date.now();
+    await new Promise<void>((r) => mute.closed.addEventListener("abort", () => r()));
+    assert.ok(Date.now() - t0 < 5_000);
+    assert.equal(healthy.closed.aborted, false);
+    assert.match(String((mute.closed.reason as Error).message), /health check failed/);
+  } finally {
+    call.cancel();
+  }
 });
