@@ -165,8 +165,9 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
     return { stat, abs };
   };
 
-  // Returns "skipdir" to prune a directory, as the Go walk function does with filepath.SkipDir.
-  async function* visit(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): AsyncGenerator<WalkEntry, "skipdir" | undefined> {
+  // Returns "skipdir" to prune a directory (Go's filepath.SkipDir), "skipped" when the entry is
+  // not sent itself but its contents may be.
+  async function* visit(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): AsyncGenerator<WalkEntry, "skipdir" | "skipped" | undefined> {
     throwIfAborted(signal);
     const isDir = st.isDirectory();
     if (include || exclude) {
@@ -200,7 +201,7 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
       }
     }
     try {
-      if (skip) return undefined;
+      if (skip) return "skipped";
       dir.called = true;
       const entry = await emit(abs, rel, st, xattrs);
       if (!entry) return undefined;
@@ -218,13 +219,15 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
     }
   }
 
-  async function* walkDir(abs: string, rel: string): AsyncGenerator<WalkEntry> {
+  async function* walkDir(abs: string, rel: string, skipped = false): AsyncGenerator<WalkEntry> {
     let names: string[];
     try {
       names = await readdir(abs);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" || code === "ENOTDIR") return;
+      // fsutil tolerates an unreadable directory only when the patterns leave it out.
+      if (skipped && (code === "EACCES" || code === "EPERM")) return;
       throw err;
     }
     names.sort(byteCompare);
@@ -248,7 +251,7 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
       const childRel = rel === "" ? names[i]! : `${rel}/${names[i]!}`;
       const res = yield* visit(childAbs, childRel, info.st, info.xattrs);
       if (res === "skipdir") continue;
-      if (info.st.isDirectory()) yield* walkDir(childAbs, childRel);
+      if (info.st.isDirectory()) yield* walkDir(childAbs, childRel, res === "skipped");
     }
   }
 
