@@ -512,3 +512,24 @@ void test("session: a client that stops answering health checks is dropped after
     call.cancel();
   }
 });
+
+void test("session: several transfers and calls share one session at once", async () => {
+  await using h = await harness();
+  const dirs: Record<string, string> = {};
+  for (const n of ["one", "two", "three"]) {
+    dirs[n] = path.join(h.root, n);
+    await mkdir(dirs[n]);
+    for (let i = 0; i < 20; i++) await writeFile(path.join(dirs[n], `${n}-${i}`), randomBytes(100_000 + i));
+  }
+  const { rs } = await h.open({ attachables: { dirs, secrets: { get: async (_s, id) => Buffer.from(`secret ${id}`) } } });
+  await Promise.all([
+    ...Object.keys(dirs).map(async (n) => {
+      const entries = (await rs.localDirs.list(sig(), n, {}))!;
+      const dest = path.join(h.root, `dest-${n}`);
+      await mkdir(dest);
+      await rs.localDirs.copyTo(sig(), n, entries, dest);
+      assert.deepEqual(Object.values(await snapshot(dest)).map((e) => e.data), Object.values(await snapshot(dirs[n]!)).map((e) => e.data));
+    }),
+    ...Array.from({ length: 20 }, async (_, i) => assert.equal(Buffer.from((await rs.secrets!.get(sig(), `s${i}`))!).toString(), `secret s${i}`)),
+  ]);
+});

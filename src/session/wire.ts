@@ -1,6 +1,7 @@
 // The session protocol's boundary (BuildKit's session/): the daemon end turns a Control.Session
 // call into a `Session` the engine uses unchanged; the client end serves local directories,
-// credentials, secrets, ssh agents and export targets over the same call.
+// credentials, secrets, ssh agents and export targets over the same call. Implemented by
+// GrpcSessionManager (remote.ts, the daemon end) and openClientSession (client.ts).
 import type { Writable } from "node:stream";
 import type * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
