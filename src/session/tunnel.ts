@@ -11,11 +11,39 @@ import { randomBytes } from "node:crypto";
 import type { ObjectStream } from "./msgstream.js";
 
 
+/** Bytes gathered into one message before it is sent without waiting for the next turn. */
+const coalesceBytes = 64 << 10;
+
 /**
  * A Duplex over a stream of `{data}` messages (either end of Control.Session). Ending the Duplex
  * half-closes the call; the call's end of stream ends the Duplex's readable side.
+ *
+ * HTTP/2 writes frame by frame, and a listing is thousands of small frames: the chunks written
+ * in one turn of the event loop travel as one message, so the call's per-message cost is paid
+ * per batch. Writes are acknowledged at once unless the call is full, since HTTP/2 waits for each
+ * acknowledgement before writing on.
  */
 export function bytesCallToDuplex(call: ObjectStream): Duplex {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let scheduled: NodeJS.Immediate | undefined;
+  let full = false;
+  const blocked: (() => void)[] = [];
+  const flush = () => {
+    clearImmediate(scheduled);
+    scheduled = undefined;
+    if (pendingBytes === 0 || call.destroyed || call.writableEnded) return;
+    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    if (!call.write({ data } as never) && !full) {
+      full = true;
+      call.once("drain", () => {
+        full = false;
+        for (const w of blocked.splice(0)) w();
+      });
+    }
+  };
   const duplex: Duplex = new Duplex({
     read() {
       if (call.isPaused()) call.resume();
@@ -25,17 +53,23 @@ export function bytesCallToDuplex(call: ObjectStream): Duplex {
         cb(new Error("session stream closed"));
         return;
       }
-      // HTTP/2 writes one chunk at a time and waits for each callback: waiting for the message's
-      // flush here would allow a single message in flight. Only a full buffer makes it wait.
-      if (call.write({ data: chunk } as never)) cb();
-      else call.once("drain", () => cb());
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= coalesceBytes) flush();
+      else scheduled ??= setImmediate(flush);
+      if (full) blocked.push(() => cb());
+      else cb();
     },
     final(cb) {
+      flush();
       if (!call.writableEnded) call.end();
       cb();
     },
     destroy(err, cb) {
+      clearImmediate(scheduled);
+      pending = [];
       call.off("data", onData);
+      for (const w of blocked.splice(0)) w();
       cb(err);
     },
   });
