@@ -155,11 +155,13 @@ export class ExecOpRunner implements Op {
   private async sshMount(signal: AbortSignal, m: Mount, undo: (() => Promise<void>)[]): Promise<ContainerMount | undefined> {
     const opt = m.SSHOpt;
     const id = opt?.ID || "default";
-    if (!this.deps.ssh?.has(id)) {
+    const ssh = this.deps.ssh;
+    // A remote client only knows its agents when asked (CheckAgent); a local one answers at once.
+    if (!ssh || !(ssh.check ? await ssh.check(signal, id) : ssh.has(id))) {
       if (opt?.optional) return undefined;
       throw new KilnError("KILN_SSH", `no SSH key ${JSON.stringify(id)} forwarded from the client`, { hint: `forward an agent with --ssh ${id}[=SOCKET|KEY]` });
     }
-    const sock = await this.deps.ssh.listen(signal, id, { uid: opt?.uid ?? 0, gid: opt?.gid ?? 0, mode: opt?.mode ?? 0o600 });
+    const sock = await ssh.listen(signal, id, { uid: opt?.uid ?? 0, gid: opt?.gid ?? 0, mode: opt?.mode ?? 0o600 });
     undo.push(async () => sock[Symbol.asyncDispose]());
     return { destination: m.dest, mount: { type: "bind", source: sock.path, options: ["rbind"] } };
   }

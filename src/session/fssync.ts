@@ -237,13 +237,13 @@ export interface WriteOptions {
 }
 
 /** `mknod`: Node cannot make device nodes or fifos itself. */
-function mknod(dest: string, st: Stat): Promise<void> {
+function mknod(signal: AbortSignal, dest: string, st: Stat): Promise<void> {
   const kind = goModeKind(st.mode);
   const args = ["-m", (goPerm(st.mode) & 0o777).toString(8), dest];
   if (kind === "fifo") args.push("p");
   else args.push(st.mode & (1 << 21) ? "c" : "b", String(st.devmajor), String(st.devminor));
   return new Promise((resolve, reject) => {
-    const child = spawn("mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn("mknod", args, { stdio: ["ignore", "ignore", "pipe"], signal });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
@@ -361,7 +361,7 @@ export async function writeListing(signal: AbortSignal, conn: PacketConn, listin
           break;
         case "device":
         case "fifo":
-          await mknod(target, st);
+          await mknod(signal, target, st);
           await applyMetadata(target, st, opts.owner, false);
           break;
         case "file": {
