@@ -533,3 +533,15 @@ void test("session: several transfers and calls share one session at once", asyn
     ...Array.from({ length: 20 }, async (_, i) => assert.equal(Buffer.from((await rs.secrets!.get(sig(), `s${i}`))!).toString(), `secret s${i}`)),
   ]);
 });
+
+void test("session: aborting the client's signal cancels the session on both ends", async () => {
+  await using h = await harness();
+  const ac = new AbortController();
+  const cs = await openClientSession(ac.signal, h.client, { id: "abortable", attachables: {} });
+  const rs = await h.mgr.get(sig(), "abortable");
+  ac.abort();
+  await assert.rejects(cs.done, /session ended/);
+  await new Promise<void>((r) => (rs.closed.aborted ? r() : rs.closed.addEventListener("abort", () => r())));
+  await Promise.all(h.handled);
+  assert.deepEqual(await readdir(h.relayDir), []);
+});
