@@ -545,3 +545,47 @@ void test("session: aborting the client's signal cancels the session on both end
   await Promise.all(h.handled);
   assert.deepEqual(await readdir(h.relayDir), []);
 });
+
+void test("session: the client opens Control.Session with BuildKit's headers, one method value each", async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), "kiln-session-hdr-"));
+  const server = new grpc.Server();
+  const seen = new Promise<grpc.Metadata>((resolve) => {
+    addService(server, control.Control, {
+      session: (call) => {
+        resolve(call.metadata);
+        call.end();
+      },
+    });
+  });
+  const sock = path.join(root, "d.sock");
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  const client = new grpc.Client(`unix://${sock}`, grpc.credentials.createInsecure());
+  try {
+    const cs = await openClientSession(sig(), client, {
+      name: "proj",
+      sharedKey: "proj:node1",
+      attachables: { dirs: { context: root }, secrets: { get: async () => undefined }, dirTarget: root },
+    });
+    const md = await seen;
+    assert.equal(md.get("x-docker-expose-session-uuid")[0], cs.id);
+    assert.match(cs.id, /^[0-9a-z]{25}$/);
+    assert.equal(md.get("x-docker-expose-session-name")[0], "proj");
+    assert.equal(md.get("x-docker-expose-session-sharedkey")[0], "proj:node1");
+    const methods = md
+      .get("x-docker-expose-session-grpc-method")
+      .flatMap((v) => String(v).split(", "))
+      .sort();
+    assert.deepEqual(methods, [
+      "/grpc.health.v1.Health/Check",
+      "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+      "/moby.filesync.v1.FileSend/DiffCopy",
+      "/moby.filesync.v1.FileSync/DiffCopy",
+    ]);
+    await cs.done;
+    await cs.close();
+  } finally {
+    client.close();
+    server.forceShutdown();
+    await rm(root, { recursive: true, force: true });
+  }
+});
