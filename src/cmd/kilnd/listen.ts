@@ -100,7 +100,38 @@ export interface Listener {
   readonly server: net.Server;
   /** Whether connections are wrapped in TLS (TCP with a certificate configured). */
   readonly tls: boolean;
+  /** Stops accepting (and removes a unix socket's file); connections already made stay. */
   close(): Promise<void>;
+  /** Ends the connections still open. */
+  destroyConnections(): void;
+}
+
+/**
+ * A listener whose close doesn't wait for its connections: net.Server's close callback fires only
+ * once every connection has ended, and clients keep theirs open.
+ */
+function makeListener(address: string, server: net.Server, tls: boolean, conns: Set<net.Socket>, unlink?: string): Listener {
+  return {
+    address,
+    server,
+    tls,
+    async close() {
+      if (server.listening) server.close();
+      if (unlink) await rm(unlink, { force: true });
+    },
+    destroyConnections() {
+      for (const c of conns) c.destroy();
+      conns.clear();
+    },
+  };
+}
+
+function tracked(conns: Set<net.Socket>, fn: (s: net.Socket) => void): (s: net.Socket) => void {
+  return (s) => {
+    conns.add(s);
+    s.once("close", () => conns.delete(s));
+    fn(s);
+  };
 }
 
 /**
@@ -109,6 +140,7 @@ export interface Listener {
  */
 export async function openListener(signal: AbortSignal, addr: string, o: { uid: number; gid: number; tls: boolean; systemdFds: number[]; onConnection: (s: net.Socket, tls: boolean) => void }): Promise<Listener> {
   const a = parseListenAddress(addr);
+  const conns = new Set<net.Socket>();
   switch (a.kind) {
     case "unix": {
       const p = path.resolve(a.path);
@@ -128,7 +160,7 @@ export async function openListener(signal: AbortSignal, addr: string, o: { uid: 
         await rm(p, { force: true });
       }
       // Unix sockets carry no TLS: peers are checked by the file's permissions.
-      const server = net.createServer((s) => o.onConnection(s, false));
+      const server = net.createServer(tracked(conns, (s) => o.onConnection(s, false)));
       const old = process.umask(0o177);
       try {
         await listen(server, { path: p }, signal);
@@ -142,29 +174,21 @@ export async function openListener(signal: AbortSignal, addr: string, o: { uid: 
         server.close();
         throw err;
       }
-      return {
-        address: p,
-        server,
-        tls: false,
-        close: () =>
-          new Promise<void>((resolve) => server.close(() => resolve())).then(async () => {
-            await rm(p, { force: true });
-          }),
-      };
+      return makeListener(p, server, false, conns, p);
     }
     case "tcp": {
-      const server = net.createServer((s) => o.onConnection(s, o.tls));
+      const server = net.createServer(tracked(conns, (s) => o.onConnection(s, o.tls)));
       await listen(server, { host: a.host || undefined, port: a.port }, signal);
       const bound = server.address() as net.AddressInfo;
-      return { address: `${bound.address}:${bound.port}`, server, tls: o.tls, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+      return makeListener(`${bound.address}:${bound.port}`, server, o.tls, conns);
     }
     case "fd": {
       if (o.systemdFds.length === 0) throw new KilnError("KILN_LISTEN", "no sockets found via socket activation: make sure the service was started by systemd");
       const fd = a.fd ?? o.systemdFds[0]!;
       if (!o.systemdFds.includes(fd)) throw new KilnError("KILN_LISTEN", `fd ${fd} was not passed by systemd (have ${o.systemdFds.join(", ")})`);
-      const server = net.createServer((s) => o.onConnection(s, o.tls));
+      const server = net.createServer(tracked(conns, (s) => o.onConnection(s, o.tls)));
       await listen(server, { fd } as net.ListenOptions, signal);
-      return { address: `fd://${fd}`, server, tls: o.tls, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+      return makeListener(`fd://${fd}`, server, o.tls, conns);
     }
   }
 }

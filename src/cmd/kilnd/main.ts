@@ -120,6 +120,7 @@ export async function runDaemon(flags: DaemonFlags, hooks: DaemonHooks = {}): Pr
     await Promise.allSettled(listeners.map((l) => l.close()));
     await service.close();
     server.forceShutdown();
+    for (const l of listeners) l.destroyConnections();
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
   }
