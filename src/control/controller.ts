@@ -2,13 +2,13 @@
 // the daemonless CLI and library users.
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import { loadDefinition } from "../llb/index.js";
+import { loadDefinition, type LoadedDefinition } from "../llb/index.js";
 import type { ImmutableRef } from "../cache/index.js";
-import { makeBuildInfo, resolveExporter, type ExportOutputs, type ExporterInstance } from "../exporter/index.js";
+import { makeBuildInfo, resolveExporter, type ExportOutputs, type ExportPlatform, type ExporterInstance } from "../exporter/index.js";
 import type { RegistryHostConfig } from "../remotes/index.js";
-import type { Frontend, FrontendBridge } from "../frontend/index.js";
+import { parsePlatformsMetadata, type Frontend, type FrontendBridge, type FrontendResult } from "../frontend/index.js";
 import type { Session } from "../session/types.js";
-import { Solver, VertexError, type ProgressWriter } from "../solver/index.js";
+import { Solver, VertexError, type ProgressWriter, type Vertex } from "../solver/index.js";
 import { grantEntitlements, type Entitlement, type Worker } from "../worker/index.js";
 import { KilnError, secureJoin, parsePlatform, type Platform } from "../util/index.js";
 import type { ImageConfig } from "../api/oci.js";
@@ -46,6 +46,13 @@ function exporterAttrs(attrs: Record<string, string>, frontendAttrs: Record<stri
   return out;
 }
 
+/** Whether the frontend attrs ask for a multi-platform result (several platforms, or multi-platform=true). */
+function multiPlatformRequest(fattrs: Record<string, string>): boolean {
+  const flag = fattrs["build-arg:BUILDKIT_MULTI_PLATFORM"] || fattrs["multi-platform"];
+  if (flag) return ["1", "t", "T", "TRUE", "true", "True"].includes(flag);
+  return (fattrs.platform ?? "").split(",").filter((s) => s.trim() !== "").length > 1;
+}
+
 export class Controller {
   readonly solver: Solver;
 
@@ -64,7 +71,7 @@ export class Controller {
     const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
     const fattrs = req.frontendAttrs ?? {};
     const exporters: { exp: ExporterInstance; out: ExportOutputs | undefined }[] = specs.map((e, i) => {
-      const exp = resolveExporter(e.type, exporterAttrs({ ...e.attrs, type: e.type }, fattrs), { mgr: worker.mgr, content: worker.content, registries: this.opts.registries });
+      const exp = resolveExporter(e.type, exporterAttrs({ ...e.attrs, type: e.type }, fattrs), { mgr: worker.mgr, content: worker.content, registries: this.opts.registries }, { multiPlatform: multiPlatformRequest(fattrs) });
       const out = Array.isArray(outputs) ? outputs[i] : outputs;
       if (exp.needsOutput && !out) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${exp.type} needs a destination (dest=...)`);
       return { exp, out };
@@ -79,6 +86,13 @@ export class Controller {
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
         const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements), { attrs, sessionId: session.id, buildPlatform: worker.platform });
+        if (res.refs) {
+          const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, req.frontend, fattrs);
+          if (exporters.length === 0) return {};
+          const out: Record<string, string> = {};
+          for (const { exp, out: o } of exporters) Object.assign(out, await exp.export(signal, { ref: undefined, platforms: parts, credentials: session.credentials }, o, progress));
+          return out;
+        }
         definition = res.definition;
         const cfg = res.metadata["containerimage.config"];
         if (cfg) config = JSON.parse(Buffer.from(cfg).toString("utf8")) as Partial<ImageConfig>;
@@ -93,6 +107,89 @@ export class Controller {
       return res;
     } finally {
       await Promise.allSettled(held.map((r) => r.release()));
+    }
+  }
+
+  /**
+   * A multi-platform frontend result: every platform's graph is loaded (and checked: a platform
+   * this machine can't run fails here, before any step starts), then all are solved together, so
+   * steps they share run once.
+   */
+  private async solvePlatforms(
+    signal: AbortSignal,
+    res: FrontendResult,
+    session: Session,
+    progress: ProgressWriter,
+    entitlements: ReadonlySet<Entitlement>,
+    held: ImmutableRef[],
+    frontend: string,
+    fattrs: Record<string, string>,
+  ): Promise<ExportPlatform[]> {
+    const list = parsePlatformsMetadata(res.metadata);
+    if (!list) throw new KilnError("KILN_FRONTEND", "unable to export multiple refs, missing platforms mapping");
+    const loaded = list.map((p) => {
+      const def = res.refs?.[p.id];
+      if (!def) throw new KilnError("KILN_FRONTEND", `failed to find ref for ID ${p.id}`);
+      const ld = loadDefinition(def);
+      return { p, ld, root: this.opts.worker.load(ld, session, entitlements) };
+    });
+    // A step the platforms share runs once; the other solves would show it again as cached.
+    const completed = new Set<string>();
+    const shown: ProgressWriter = {
+      write(ev) {
+        if (!ev.vertexes) return progress.write(ev);
+        const vertexes = ev.vertexes.filter((v) => !(completed.has(v.digest) && v.cached));
+        for (const v of vertexes) if (v.completed && !v.error) completed.add(v.digest);
+        if (vertexes.length > 0 || ev.statuses || ev.logs || ev.warnings) progress.write({ ...ev, vertexes });
+      },
+    };
+    // The first failure stops the other platforms; every solve settles before this returns, so
+    // no result arrives after the caller has released what it holds.
+    const ac = new AbortController();
+    const stop = () => ac.abort(signal.reason);
+    signal.addEventListener("abort", stop, { once: true });
+    let firstError: unknown;
+    let settled: PromiseSettledResult<ImmutableRef | undefined>[];
+    try {
+      settled = await Promise.allSettled(
+        loaded.map(async ({ ld, root }) => {
+          if (!root) return undefined;
+          try {
+            return await this.solveLoaded(ac.signal, ld, root, shown);
+          } catch (err) {
+            if (firstError === undefined) {
+              firstError = err;
+              ac.abort(err);
+            }
+            throw err;
+          }
+        }),
+      );
+    } finally {
+      signal.removeEventListener("abort", stop);
+    }
+    const refs = settled.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+    for (const r of refs) if (r) held.push(r);
+    if (firstError !== undefined) throw firstError;
+    return loaded.map(({ p, ld }, i) => {
+      const cfg = res.metadata[`containerimage.config/${p.id}`];
+      const sources = [...ld.ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : []));
+      return {
+        id: p.id,
+        platform: p.platform,
+        ref: refs[i],
+        config: cfg ? (JSON.parse(Buffer.from(cfg).toString("utf8")) as Partial<ImageConfig>) : undefined,
+        buildInfo: makeBuildInfo(frontend, fattrs, sources),
+      };
+    });
+  }
+
+  private async solveLoaded(signal: AbortSignal, loaded: LoadedDefinition, root: { vertex: Vertex; index: number }, progress: ProgressWriter): Promise<ImmutableRef> {
+    try {
+      return (await this.solver.solve(signal, root.vertex, root.index, progress)) as ImmutableRef;
+    } catch (err) {
+      if (err instanceof VertexError) throw toUserError(err, loaded.source);
+      throw err;
     }
   }
 

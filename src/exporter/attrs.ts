@@ -160,7 +160,8 @@ function splitNames(v: string | undefined): string[] {
     .filter(Boolean);
 }
 
-export function parseImageCommit(type: ExporterType, attrs: Record<string, string>): ImageCommitOptions {
+/** `multiPlatform`: the build makes an index, where index annotations have a place. */
+export function parseImageCommit(type: ExporterType, attrs: Record<string, string>, multiPlatform = false): ImageCommitOptions {
   const group: AnnotationsGroup = new Map();
   for (const [k, v] of Object.entries(attrs)) {
     const a = parseAnnotationKey(k);
@@ -170,8 +171,8 @@ export function parseImageCommit(type: ExporterType, attrs: Record<string, strin
     const target = a.type === "index" ? g.index : a.type === "index-descriptor" ? g.indexDescriptor : a.type === "manifest" ? g.manifest : g.manifestDescriptor;
     target[a.key] = v;
   }
-  // kiln builds one platform per solve, and BuildKit refuses index annotations for those: say so now.
-  for (const [, a] of group) {
+  // BuildKit refuses index annotations for a single-platform image, but only once it is built: say so now.
+  if (!multiPlatform) for (const [, a] of group) {
     if (Object.keys(a.index).length > 0 || Object.keys(a.indexDescriptor).length > 0) {
       throw new KilnError("KILN_EXPORTER_ATTR", "index annotations not supported for single platform export", { hint: "use annotation.* or annotation-manifest-descriptor.* for a single-platform image" });
     }
@@ -199,8 +200,8 @@ export function parseImageCommit(type: ExporterType, attrs: Record<string, strin
   };
 }
 
-export function parseImageExport(type: "image" | "registry", attrs: Record<string, string>): ImageExportOptions {
-  const base = parseImageCommit(type, attrs);
+export function parseImageExport(type: "image" | "registry", attrs: Record<string, string>, multiPlatform = false): ImageExportOptions {
+  const base = parseImageCommit(type, attrs, multiPlatform);
   const push = parseBool("push", attrs.push, type === "registry");
   const opts: ImageExportOptions = {
     ...base,
@@ -219,6 +220,6 @@ export function parseImageExport(type: "image" | "registry", attrs: Record<strin
   return opts;
 }
 
-export function parseTarballExport(type: "oci" | "docker", attrs: Record<string, string>): TarballExportOptions {
-  return { ...parseImageCommit(type, attrs), tar: parseBool("tar", attrs.tar, true) };
+export function parseTarballExport(type: "oci" | "docker", attrs: Record<string, string>, multiPlatform = false): TarballExportOptions {
+  return { ...parseImageCommit(type, attrs, multiPlatform), tar: parseBool("tar", attrs.tar, true) };
 }

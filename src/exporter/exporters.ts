@@ -3,17 +3,18 @@
 // result's files), cacheonly (nothing). Attributes are all checked when the exporter is resolved,
 // before the build starts.
 import { spawn } from "node:child_process";
-import { mkdir, readdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
-import type { Writable } from "node:stream";
+import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { CacheManager } from "../cache/index.js";
+import type { CacheManager, ImmutableRef } from "../cache/index.js";
 import type { ContentStore } from "../content/types.js";
 import type { Descriptor } from "../api/oci.js";
-import { KilnError, formatPlatform, hostPlatform, throwIfAborted } from "../util/index.js";
+import { KilnError, formatPlatform, hostPlatform, parsePlatform, platformDirName, throwIfAborted } from "../util/index.js";
 import { RegistryResolver, formatReference, parseReference, pushImage, type RegistryHostConfig } from "../remotes/index.js";
-import { checkAttrs, parseBool, parseImageExport, parseTarballExport, type ImageExportOptions, type TarballExportOptions } from "./attrs.js";
-import { commitImage, configPlatform, exporterResponse, type CommittedImage } from "./image.js";
+import { checkAttrs, parseBool, parseImageExport, parseTarballExport, type ImageCommitOptions, type ImageExportOptions, type TarballExportOptions } from "./attrs.js";
+import { commitImage, commitIndex, configPlatform, descriptorBytes, exporterResponse, type CommittedImage } from "./image.js";
 import { layoutRecords, writeLayoutDir, writeLayoutTar } from "./ocilayout.js";
 import { ExportVertex } from "./progress.js";
 import type { ExportSource, ExporterInstance } from "./types.js";
@@ -35,19 +36,19 @@ export interface StoredImage {
 }
 
 /** Validates the exporter and its attributes (throws one clear error) and returns the instance. */
-export function resolveExporter(type: string, attrs: Record<string, string>, deps: ExporterDeps): ExporterInstance {
+export function resolveExporter(type: string, attrs: Record<string, string>, deps: ExporterDeps, opts: { multiPlatform?: boolean } = {}): ExporterInstance {
   const t = checkAttrs(type, attrs);
   switch (t) {
     case "image":
     case "registry":
-      return imageExporter(t, parseImageExport(t, attrs), deps);
+      return imageExporter(t, parseImageExport(t, attrs, opts.multiPlatform), deps);
     case "oci":
     case "docker":
-      return tarballExporter(t, parseTarballExport(t, attrs), deps);
+      return tarballExporter(t, parseTarballExport(t, attrs, opts.multiPlatform), deps);
     case "local":
-      return filesExporter("local", parseBool("platform-split", attrs["platform-split"], false));
+      return filesExporter("local", platformSplitAttr(attrs));
     case "tar":
-      return filesExporter("tar", parseBool("platform-split", attrs["platform-split"], false));
+      return filesExporter("tar", platformSplitAttr(attrs));
     case "cacheonly":
       return { type: "cacheonly", needsOutput: false, export: async () => ({}) };
   }
@@ -57,14 +58,44 @@ function imageBlobs(img: CommittedImage): Descriptor[] {
   return [{ mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size }, img.config, ...img.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }))];
 }
 
+/** What an image exporter made: one image, or an index of one image per platform. */
+interface Committed {
+  /** The top descriptor: the manifest, or the index. */
+  desc: Descriptor;
+  images: CommittedImage[];
+  single?: CommittedImage;
+}
+
+async function commit(signal: AbortSignal, deps: ExporterDeps, src: ExportSource, opts: ImageCommitOptions, v: ExportVertex): Promise<Committed> {
+  if (src.platforms) {
+    const idx = await commitIndex(signal, deps, src.platforms, opts, v);
+    return { desc: idx.index, images: idx.images };
+  }
+  const img = await commitImage(signal, deps, src, opts, v);
+  return { desc: img.manifest, images: [img], single: img };
+}
+
+function response(c: Committed, desc: Descriptor, name?: string): Record<string, string> {
+  if (c.single) return exporterResponse(c.single, desc, name);
+  // An index has no config of its own (BuildKit leaves containerimage.config.digest out).
+  const res: Record<string, string> = { "containerimage.digest": desc.digest, "containerimage.descriptor": Buffer.from(descriptorBytes(desc)).toString("base64") };
+  if (name) res["image.name"] = name;
+  return res;
+}
+
+/** undefined: split only a multi-platform result (BuildKit's default). */
+function platformSplitAttr(attrs: Record<string, string>): boolean | undefined {
+  return attrs["platform-split"] === undefined ? undefined : parseBool("platform-split", attrs["platform-split"], false);
+}
+
 function imageExporter(type: "image" | "registry", opts: ImageExportOptions, deps: ExporterDeps): ExporterInstance {
   return {
     type,
     needsOutput: false,
     export(signal, src, _outputs, progress) {
       return new ExportVertex(progress, "exporting to image").run(async (v) => {
-        const img = await commitImage(signal, deps, src, opts, v);
-        const desc = img.manifest;
+        const c = await commit(signal, deps, src, opts, v);
+        const desc = c.desc;
         let names = opts.names;
         let canonical = opts.nameCanonical;
         if (names.length === 0 && opts.danglingPrefix) {
@@ -81,14 +112,14 @@ function imageExporter(type: "image" | "registry", opts: ImageExportOptions, dep
             });
           }
         }
-        if (opts.push) await pushNames(signal, deps, src, img, names, opts, v);
-        return exporterResponse(img, desc, opts.names.length > 0 || opts.danglingPrefix ? names.join(",") : undefined);
+        if (opts.push) await pushNames(signal, deps, src, desc, names, opts, v);
+        return response(c, desc, opts.names.length > 0 || opts.danglingPrefix ? names.join(",") : undefined);
       });
     },
   };
 }
 
-async function pushNames(signal: AbortSignal, deps: ExporterDeps, src: ExportSource, img: CommittedImage, names: string[], opts: ImageExportOptions, v: ExportVertex): Promise<void> {
+async function pushNames(signal: AbortSignal, deps: ExporterDeps, src: ExportSource, top: Descriptor, names: string[], opts: ImageExportOptions, v: ExportVertex): Promise<void> {
   const hosts: Record<string, RegistryHostConfig> = { ...(deps.registries ?? {}) };
   const refs = names.map((n) => parseReference(n));
   if (opts.insecure) for (const r of refs) hosts[r.domain] = { ...hosts[r.domain], insecure: true, http: true };
@@ -102,7 +133,7 @@ async function pushNames(signal: AbortSignal, deps: ExporterDeps, src: ExportSou
       // the names pushed before this one.
       const mountFrom = [
         ...(pushedRepos.get(ref.domain) ?? []),
-        ...(src.buildInfo?.sources ?? []).filter((s) => s.type === "docker-image").flatMap((s) => {
+        ...(src.platforms ? src.platforms.flatMap((p) => p.buildInfo?.sources ?? []) : (src.buildInfo?.sources ?? [])).filter((s) => s.type === "docker-image").flatMap((s) => {
           try {
             const r = parseReference(s.ref);
             return r.domain === ref.domain ? [r.path] : [];
@@ -111,14 +142,14 @@ async function pushNames(signal: AbortSignal, deps: ExporterDeps, src: ExportSou
           }
         }),
       ];
-      const target = opts.pushByDigest ? `${ref.domain}/${ref.path}@${img.manifest.digest}` : formatReference(ref);
+      const target = opts.pushByDigest ? `${ref.domain}/${ref.path}@${top.digest}` : formatReference(ref);
       try {
         await v.step(`pushing layers to ${ref.domain}/${ref.path}`, () =>
           pushImage(signal, {
             resolver,
             store: deps.content,
             ref: { domain: ref.domain, path: ref.path, ...(opts.pushByDigest || ref.tag === undefined ? {} : { tag: ref.tag }) },
-            descriptor: { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size },
+            descriptor: { mediaType: top.mediaType, digest: top.digest, size: top.size },
             byDigest: opts.pushByDigest,
             mountFrom,
           }),
@@ -143,13 +174,17 @@ function tarballExporter(type: "oci" | "docker", opts: TarballExportOptions, dep
     export(signal, src, outputs, progress) {
       return new ExportVertex(progress, `exporting to ${type} image format`).run(async (v) => {
         if (!outputs) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${type} needs a destination (dest=...)`);
-        const img = await commitImage(signal, deps, src, opts, v);
-        const desc: Descriptor = { ...img.manifest, annotations: { ...img.manifest.annotations } };
+        const c = await commit(signal, deps, src, opts, v);
+        const desc: Descriptor = { ...c.desc, annotations: { ...c.desc.annotations } };
         if (!desc.annotations!["org.opencontainers.image.created"]) {
-          const t = img.epoch !== undefined ? new Date(img.epoch * 1000) : new Date();
+          const t = opts.epoch !== undefined ? new Date(opts.epoch * 1000) : new Date();
           desc.annotations!["org.opencontainers.image.created"] = t.toISOString().replace(/\.\d{3}Z$/, "Z");
         }
-        const records = layoutRecords(type, { descriptor: desc, blobs: imageBlobs(img), names, config: img.config, layers: img.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })) });
+        const blobs = c.single ? imageBlobs(c.single) : [{ mediaType: c.desc.mediaType, digest: c.desc.digest, size: c.desc.size }, ...c.images.flatMap(imageBlobs)];
+        // `docker load` reads manifest.json, one image: this machine's platform, else the first.
+        const host = formatPlatform(hostPlatform());
+        const loadable = c.images.find((i) => i.manifest.platform && formatPlatform(i.manifest.platform) === host) ?? c.images[0]!;
+        const records = layoutRecords(type, { descriptor: desc, blobs, names, config: loadable.config, layers: loadable.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })) });
         if (opts.tar) {
           await v.step("sending tarball", async () => {
             const out = await outputs.openStream(signal);
@@ -173,53 +208,62 @@ function tarballExporter(type: "oci" | "docker", opts: TarballExportOptions, dep
             }
           });
         }
-        return exporterResponse(img, desc, names.length > 0 ? names.join(",") : undefined);
+        return response(c, desc, names.length > 0 ? names.join(",") : undefined);
       });
     },
   };
 }
 
-/** The platform directory name platform-split uses: linux_amd64, linux_arm_v7. */
+/** The folder a single-platform result goes to under platform-split: its config's platform. */
 function platformDir(src: ExportSource): string {
-  const p = src.config ? configPlatform(src.config) : formatPlatform(hostPlatform());
-  return p.replaceAll("/", "_");
+  return platformDirName(src.config ? parsePlatform(configPlatform(src.config)) : hostPlatform());
 }
 
-function filesExporter(type: "local" | "tar", platformSplit: boolean): ExporterInstance {
+interface FilesPart {
+  /** The folder under dest ("linux_arm64"), or undefined for dest itself. */
+  sub: string | undefined;
+  ref: ImmutableRef | undefined;
+}
+
+/**
+ * The local and tar exporters: a multi-platform result goes to one folder per platform unless
+ * platform-split=false merges them (a later platform's file replaces an earlier one's).
+ */
+function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined): ExporterInstance {
   return {
     type,
     needsOutput: true,
     export(signal, src, outputs, progress) {
       return new ExportVertex(progress, type === "local" ? "exporting to client directory" : "exporting to client tarball").run(async (v) => {
         if (!outputs) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${type} needs a destination (dest=...)`);
-        const sub = platformSplit ? platformDir(src) : undefined;
+        const parts: FilesPart[] = src.platforms
+          ? src.platforms.map((p) => ({ sub: platformSplit !== false ? platformDirName(p.platform) : undefined, ref: p.ref }))
+          : [{ sub: platformSplit ? platformDir(src) : undefined, ref: src.ref }];
+        const label = (i: number) => (src.platforms ? ` ${src.platforms[i]!.id}` : "");
         if (type === "local") {
-          await v.step("copying files", async () => {
-            const out = await outputs.openDirectory(signal);
-            try {
-              const target = sub ? path.join(out.path, sub) : out.path;
-              await mkdir(target, { recursive: true });
-              if (src.ref) {
-                await using mnt = await src.ref.mount(signal);
-                // cp -a keeps owners, modes, times, links, devices and fifos exactly.
-                await run(signal, "cp", ["-a", "--", `${mnt.path}/.`, target]);
-              }
-              await out.commit();
-            } catch (err) {
-              await out.abort();
-              throw err;
+          const out = await outputs.openDirectory(signal);
+          try {
+            for (const [i, part] of parts.entries()) {
+              await v.step(`copying files${label(i)}`, async () => {
+                const target = part.sub ? path.join(out.path, part.sub) : out.path;
+                await mkdir(target, { recursive: true });
+                if (part.ref) {
+                  await using mnt = await part.ref.mount(signal);
+                  // cp -a keeps owners, modes, times, links, devices and fifos exactly.
+                  await run(signal, "cp", ["-a", "--", `${mnt.path}/.`, target]);
+                }
+              });
             }
-          });
+            await out.commit();
+          } catch (err) {
+            await out.abort();
+            throw err;
+          }
         } else {
           await v.step("sending tarball", async () => {
             const out = await outputs.openStream(signal);
             try {
-              if (src.ref) {
-                await using mnt = await src.ref.mount(signal);
-                await tarDirectory(signal, mnt.path, sub, out.stream);
-              } else {
-                await tarDirectory(signal, undefined, sub, out.stream);
-              }
+              await tarParts(signal, parts, out.stream);
               await out.commit();
             } catch (err) {
               await out.abort();
@@ -233,15 +277,65 @@ function filesExporter(type: "local" | "tar", platformSplit: boolean): ExporterI
   };
 }
 
-/** Streams `dir`'s contents as a tar (GNU tar, sorted, numeric owners, PAX with file capabilities). */
-async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix: string | undefined, out: Writable): Promise<void> {
-  const names = dir ? (await readdir(dir)).sort() : [];
-  if (names.length === 0 && !prefix) {
-    // An empty result: an empty archive (GNU tar refuses to write one).
-    await new Promise<void>((resolve, reject) => out.write(Buffer.alloc(1024), (err) => (err ? reject(err) : resolve())));
+/**
+ * One tar stream of every part, each under its folder. Merged parts (no folder) are laid over one
+ * another in a scratch directory first, so each path appears once, the last platform's winning.
+ */
+async function tarParts(signal: AbortSignal, parts: FilesPart[], out: Writable): Promise<void> {
+  if (parts.length > 1 && parts.every((p) => p.sub === undefined)) {
+    const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-tar-merge-"));
+    try {
+      for (const p of parts) {
+        if (!p.ref) continue;
+        await using mnt = await p.ref.mount(signal);
+        await run(signal, "cp", ["-a", "--", `${mnt.path}/.`, tmp]);
+      }
+      await tarDirectory(signal, tmp, undefined, out, true);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
     return;
   }
-  const args = ["-c", "-f", "-", "--format=pax", "--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=security.capability"];
+  for (const [i, p] of parts.entries()) {
+    // Every archive but the last loses its end-of-archive blocks, so the parts read as one.
+    const last = i === parts.length - 1;
+    if (p.ref) {
+      await using mnt = await p.ref.mount(signal);
+      await tarDirectory(signal, mnt.path, p.sub, out, last);
+    } else {
+      await tarDirectory(signal, undefined, p.sub, out, last);
+    }
+  }
+}
+
+/** Passes bytes on but the last `n`, which it drops. */
+function dropTail(n: number): Transform {
+  let held = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      held = Buffer.concat([held, chunk]);
+      if (held.length > n) {
+        const pass = held.subarray(0, held.length - n);
+        held = Buffer.from(held.subarray(held.length - n));
+        cb(null, pass);
+      } else cb();
+    },
+  });
+}
+
+/**
+ * Streams `dir`'s contents as a tar (GNU tar, sorted, numeric owners, PAX with file capabilities).
+ * Without `trailer` the end-of-archive blocks are left off, for another archive to follow.
+ */
+async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix: string | undefined, out: Writable, trailer: boolean): Promise<void> {
+  const names = dir ? (await readdir(dir)).sort() : [];
+  if (names.length === 0) {
+    // An empty result: an empty archive (GNU tar refuses to write one).
+    if (trailer) await new Promise<void>((resolve, reject) => out.write(Buffer.alloc(1024), (err) => (err ? reject(err) : resolve())));
+    return;
+  }
+  // One 512-byte block per record, so the archive ends in exactly two zero blocks.
+  const args = ["-c", "-f", "-", "--blocking-factor=1", "--format=pax", "--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=security.capability"];
   if (prefix) args.push(`--transform=s,^,${prefix}/,`);
   if (dir) args.push("-C", dir, "--", ...names);
   const child = spawn("tar", args, { stdio: ["ignore", "pipe", "pipe"], signal });
@@ -254,7 +348,8 @@ async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix
   exited.catch(() => undefined);
   try {
     // The destination stays open: committing it is the caller's.
-    await pipeline(child.stdout, out, { end: false });
+    if (trailer) await pipeline(child.stdout, out, { end: false });
+    else await pipeline(child.stdout, dropTail(1024), out, { end: false });
   } catch (err) {
     if (child.exitCode === null) child.kill();
     throw err;

@@ -4,12 +4,12 @@
 import type { CacheManager } from "../cache/index.js";
 import type { ContentStore } from "../content/types.js";
 import { MediaType, type Descriptor, type ImageConfig } from "../api/oci.js";
-import { KilnError, digestOf, formatPlatform, hostPlatform, normalizePlatform, type Digest } from "../util/index.js";
+import { KilnError, digestOf, formatPlatform, hostPlatform, normalizePlatform, type Digest, type Platform } from "../util/index.js";
 import { annotationsFor, type Annotations, type ImageCommitOptions } from "./attrs.js";
 import { goJSON, sortedKeys } from "./gojson.js";
 import { layerBlobs, layerMediaType, type ExportedLayer } from "./layers.js";
 import type { ExportVertex } from "./progress.js";
-import type { BuildInfo, ExportSource } from "./types.js";
+import type { BuildInfo, ExportPlatform, ExportSource } from "./types.js";
 
 export interface CommittedImage {
   /** The manifest's descriptor, with `annotation-manifest-descriptor.*` and the platform. */
@@ -107,8 +107,7 @@ export function normalizeHistory(history: History[], layers: { description: stri
   return h;
 }
 
-function defaultConfig(): Record<string, unknown> {
-  const p = hostPlatform();
+function defaultConfig(p: Platform = hostPlatform()): Record<string, unknown> {
   const cfg: Record<string, unknown> = { architecture: p.architecture, os: p.os };
   if (p.variant) cfg.variant = p.variant;
   cfg.config = { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], WorkingDir: "/" };
@@ -162,23 +161,90 @@ function layerAnnotations(a: Record<string, string> | undefined, oci: boolean): 
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+type StepRunner = <T>(id: string, fn: () => Promise<T>) => Promise<T>;
+
+function stepRunner(vertex: ExportVertex | undefined): StepRunner {
+  return (id, fn) => (vertex ? vertex.step(id, fn) : fn());
+}
+
+function layerOptions(opts: ImageCommitOptions) {
+  return { compression: opts.compression, ...(opts.rewriteTimestamp && opts.epoch !== undefined ? { rewriteTimestamp: opts.epoch } : {}) };
+}
+
+/** Annotations of a kind only OCI media types can carry switch them on (BuildKit's EnableOCITypes). */
+function checkAnnotationPlatforms(opts: ImageCommitOptions, ids: string[]): void {
+  for (const [pk, a] of opts.annotations) {
+    if (pk !== "" && !ids.includes(pk)) throw new KilnError("KILN_EXPORTER_ATTR", `invalid annotation: no platform ${pk} found in source`);
+    if (Object.keys(a.index).length + Object.keys(a.indexDescriptor).length + Object.keys(a.manifestDescriptor).length > 0) opts.ociMediaTypes = true;
+  }
+}
+
 export async function commitImage(signal: AbortSignal, deps: CommitDeps, src: ExportSource, optsIn: ImageCommitOptions, vertex?: ExportVertex): Promise<CommittedImage> {
   const opts = { ...optsIn };
   const base: Record<string, unknown> = src.config ? { ...(src.config as Record<string, unknown>) } : defaultConfig();
   const platform = configPlatform(base);
-  for (const [pk, a] of opts.annotations) {
-    if (pk !== "" && pk !== platform) throw new KilnError("KILN_EXPORTER_ATTR", `invalid annotation: no platform ${pk} found in source`);
-    if (Object.keys(a.index).length + Object.keys(a.indexDescriptor).length + Object.keys(a.manifestDescriptor).length > 0) opts.ociMediaTypes = true;
-  }
+  checkAnnotationPlatforms(opts, [platform]);
   const annotations: Annotations = annotationsFor(opts.annotations, platform);
   if (Object.keys(annotations.index).length > 0 || Object.keys(annotations.indexDescriptor).length > 0) {
     throw new KilnError("KILN_EXPORTER_ATTR", "index annotations not supported for single platform export", { hint: "use annotation.* or annotation-manifest-descriptor.* for a single-platform image" });
   }
+  const run = stepRunner(vertex);
+  const layers = await run("exporting layers", () => layerBlobs(signal, deps.mgr, deps.content, src.ref, layerOptions(opts)));
+  return writeImage(signal, deps, base, src.buildInfo, layers, opts, annotations, run);
+}
 
-  const layerOpts = { compression: opts.compression, ...(opts.rewriteTimestamp && opts.epoch !== undefined ? { rewriteTimestamp: opts.epoch } : {}) };
-  const run = <T>(id: string, fn: () => Promise<T>) => (vertex ? vertex.step(id, fn) : fn());
-  const layers = await run("exporting layers", () => layerBlobs(signal, deps.mgr, deps.content, src.ref, layerOpts));
+export interface CommittedIndex {
+  /** The index's descriptor, with `annotation-index-descriptor.*`. */
+  index: Descriptor;
+  /** One image per platform, in the index's order; each manifest descriptor carries its platform. */
+  images: CommittedImage[];
+}
 
+/**
+ * A multi-platform result as BuildKit's ImageWriter commits it: every platform's layers (in
+ * parallel), then each platform's config and manifest, then an index listing the manifests.
+ */
+export async function commitIndex(signal: AbortSignal, deps: CommitDeps, platforms: ExportPlatform[], optsIn: ImageCommitOptions, vertex?: ExportVertex): Promise<CommittedIndex> {
+  const opts = { ...optsIn };
+  checkAnnotationPlatforms(opts, platforms.map((p) => p.id));
+  const run = stepRunner(vertex);
+  const layerOpts = layerOptions(opts);
+  const layers = await run("exporting layers", () => Promise.all(platforms.map((p) => layerBlobs(signal, deps.mgr, deps.content, p.ref, layerOpts))));
+  const images: CommittedImage[] = [];
+  for (const [i, p] of platforms.entries()) {
+    const base: Record<string, unknown> = p.config ? { ...(p.config as Record<string, unknown>) } : defaultConfig(p.platform);
+    const a = annotationsFor(opts.annotations, p.id);
+    const img = await writeImage(signal, deps, base, p.buildInfo, layers[i]!, opts, { index: {}, indexDescriptor: {}, manifest: a.manifest, manifestDescriptor: a.manifestDescriptor }, run);
+    const plat = normalizePlatform(p.platform);
+    img.manifest.platform = { architecture: plat.architecture, os: plat.os, ...(plat.variant ? { variant: plat.variant } : {}) };
+    images.push(img);
+  }
+  const top = annotationsFor(opts.annotations, undefined);
+  // MarshalIndent of BuildKit's index struct: mediaType, schemaVersion, manifests, annotations.
+  const index: Record<string, unknown> = {
+    mediaType: opts.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList,
+    schemaVersion: 2,
+    manifests: images.map((img) => descriptorJSON(img.manifest)),
+  };
+  if (Object.keys(top.index).length > 0) index.annotations = sortedKeys(top.index);
+  const bytes = indentJSON(index);
+  const info = await run(`exporting manifest list ${digestPreview(bytes)}`, () => deps.content.put(signal, bytes));
+  const desc: Descriptor = { mediaType: index.mediaType as string, digest: info.digest, size: info.size };
+  if (Object.keys(top.indexDescriptor).length > 0) desc.annotations = { ...top.indexDescriptor };
+  return { index: desc, images };
+}
+
+/** The config and manifest of one image whose layers are exported. */
+async function writeImage(
+  signal: AbortSignal,
+  deps: CommitDeps,
+  base: Record<string, unknown>,
+  buildInfoSrc: BuildInfo | undefined,
+  layers: ExportedLayer[],
+  opts: ImageCommitOptions,
+  annotations: Annotations,
+  run: StepRunner,
+): Promise<CommittedImage> {
   // Config: BuildKit patches the frontend's JSON as a map, so top-level keys come out sorted.
   const rawHistory = Array.isArray(base.history) ? (base.history as Record<string, unknown>[]) : [];
   let history = normalizeHistory(
@@ -204,9 +270,9 @@ export async function commitImage(signal: AbortSignal, deps: CommitDeps, src: Ex
   }
   let buildInfo: string | undefined;
   delete cfg["moby.buildkit.buildinfo.v1"];
-  if (src.buildInfo) {
-    buildInfo = Buffer.from(buildInfoJSON(src.buildInfo, true)).toString("base64");
-    if (opts.buildInfo) cfg["moby.buildkit.buildinfo.v1"] = Buffer.from(buildInfoJSON(src.buildInfo, opts.buildInfoAttrs)).toString("base64");
+  if (buildInfoSrc) {
+    buildInfo = Buffer.from(buildInfoJSON(buildInfoSrc, true)).toString("base64");
+    if (opts.buildInfo) cfg["moby.buildkit.buildinfo.v1"] = Buffer.from(buildInfoJSON(buildInfoSrc, opts.buildInfoAttrs)).toString("base64");
   }
   const sorted = sortedKeys(cfg);
   const configBytes = goJSON(sorted);

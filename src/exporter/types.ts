@@ -4,6 +4,7 @@ import type { ImmutableRef } from "../cache/index.js";
 import type { ImageConfig } from "../api/oci.js";
 import type { CredentialProvider } from "../remotes/index.js";
 import type { ProgressWriter } from "../solver/types.js";
+import type { Platform } from "../util/index.js";
 
 /** A source the build used, for the `moby.buildkit.buildinfo.v1` config entry. */
 export interface BuildSource {
@@ -20,9 +21,24 @@ export interface BuildInfo {
   sources: BuildSource[];
 }
 
+/** One platform's part of a multi-platform result. */
+export interface ExportPlatform {
+  /** The platform id ("linux/arm64"): annotation[...] keys and split folders name it. */
+  id: string;
+  platform: Platform;
+  ref: ImmutableRef | undefined;
+  config?: Partial<ImageConfig>;
+  buildInfo?: BuildInfo;
+}
+
 export interface ExportSource {
   /** The result's filesystem; undefined for an empty (scratch) result. */
   ref: ImmutableRef | undefined;
+  /**
+   * Set for a multi-platform result (BuildKit's `Refs` + `refs.platforms`): images go under an
+   * index, files into one folder per platform; `ref`, `config` and `buildInfo` are then unused.
+   */
+  platforms?: ExportPlatform[];
   /** The image config the frontend produced (`containerimage.config`), without rootfs. */
   config?: Partial<ImageConfig>;
   buildInfo?: BuildInfo;

@@ -25,9 +25,45 @@ export interface FrontendOptions {
 }
 
 export interface FrontendResult {
-  definition: Uint8Array;
+  /** The LLB of a single result. */
+  definition?: Uint8Array;
+  /**
+   * A multi-platform result: one definition per platform id ("linux/arm64"), as BuildKit's
+   * `Result.Refs`; the metadata's `refs.platforms` lists them in order and
+   * `containerimage.config/<id>` carries each one's image config.
+   */
+  refs?: Record<string, Uint8Array>;
   /** `containerimage.config` and friends, as BuildKit's frontends return them. */
   metadata: Record<string, Uint8Array>;
+}
+
+/** BuildKit's exptypes.ExporterPlatformsKey: which platform each result is. */
+export const platformsMetadataKey = "refs.platforms";
+export const imageConfigMetadataKey = "containerimage.config";
+
+export interface ResultPlatform {
+  /** The key of the result in `refs` and the suffix of its metadata keys. */
+  id: string;
+  platform: Platform;
+}
+
+/** `refs.platforms` as Go marshals exptypes.Platforms (ocispecs.Platform field order). */
+export function marshalPlatforms(list: ResultPlatform[]): Uint8Array {
+  const json = {
+    Platforms: list.map((p) => ({
+      ID: p.id,
+      Platform: { architecture: p.platform.architecture, os: p.platform.os, ...(p.platform.variant ? { variant: p.platform.variant } : {}) },
+    })),
+  };
+  return Buffer.from(JSON.stringify(json));
+}
+
+/** Reads `refs.platforms`; undefined when the metadata has none. */
+export function parsePlatformsMetadata(metadata: Record<string, Uint8Array>): ResultPlatform[] | undefined {
+  const raw = metadata[platformsMetadataKey];
+  if (!raw) return undefined;
+  const parsed = JSON.parse(Buffer.from(raw).toString("utf8")) as { Platforms?: { ID: string; Platform: { architecture: string; os: string; variant?: string } }[] | null };
+  return (parsed.Platforms ?? []).map((p) => ({ id: p.ID, platform: { os: p.Platform.os, architecture: p.Platform.architecture, ...(p.Platform.variant ? { variant: p.Platform.variant } : {}) } }));
 }
 
 export interface Frontend {
