@@ -2,7 +2,10 @@
 // client library returns: usage records sorted as it sorts them, worker infos, the version.
 import * as grpc from "@grpc/grpc-js";
 import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { openClientSession, type ClientAttachables } from "../session/index.js";
 import { bindClient, control, maxMessageBytes, type ServiceClient, type workertypes } from "../api/index.js";
 import { KilnError, errorMessage } from "../util/index.js";
 import { parseDaemonAddress, tlsFiles, type TLSFlags } from "./address.js";
@@ -160,6 +163,48 @@ export class ControlClient implements Disposable {
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       throw callError("failed to call prune", err);
+    }
+  }
+
+  /**
+   * One build the way buildctl runs it: a session serving `attachables`, Status streamed from
+   * before Solve starts, and the exporter response once both have ended.
+   */
+  async build(
+    signal: AbortSignal,
+    req: MessageInitShape<typeof control.SolveRequestSchema>,
+    attachables: ClientAttachables,
+    onStatus: (s: control.StatusResponse) => void,
+    opts: { name?: string; sharedKey?: string } = {},
+  ): Promise<Record<string, string>> {
+    const ac = new AbortController();
+    const inner = AbortSignal.any([signal, ac.signal]);
+    const session = await openClientSession(inner, this.raw, { attachables, name: opts.name, sharedKey: opts.sharedKey });
+    try {
+      const ref = randomBytes(13).toString("hex");
+      const status = this.api.status({ Ref: ref }, { signal: inner });
+      const statusDone = new Promise<void>((resolve) => {
+        status.on("data", onStatus);
+        status.once("error", () => resolve());
+        status.once("end", () => resolve());
+        status.once("close", () => resolve());
+      });
+      let res: control.SolveResponse;
+      try {
+        res = await this.api.solve({ ...req, Ref: ref, Session: session.id }, { signal: inner });
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        throw callError("failed to solve", err);
+      } finally {
+        // The daemon ends Status with the solve; don't let a lost stream hold the result back.
+        const timer = setTimeout(() => ac.abort(new Error("status stream did not end")), 5000);
+        await statusDone;
+        clearTimeout(timer);
+      }
+      return res.ExporterResponse;
+    } finally {
+      ac.abort(new Error("build ended"));
+      await session.close().catch(() => undefined);
     }
   }
 

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -255,6 +255,33 @@ describe("kilnd", { concurrency: false }, () => {
       })(),
       (err: { code?: number; details?: string }) => err.code === 5 && /no such job never-started/.test(err.details ?? ""),
     );
+  });
+
+  test("kiln build --addr: the context travels over the session, outputs come back as a tarball and a directory", async () => {
+    const ctx = path.join(tmp, "ctx-remote");
+    await mkdir(path.join(ctx, "sub"), { recursive: true });
+    await writeFile(path.join(ctx, "Dockerfile"), "FROM scratch\nCOPY hello.txt /hello.txt\nCOPY sub/ /sub/\n");
+    await writeFile(path.join(ctx, "hello.txt"), "hello over the session\n");
+    await writeFile(path.join(ctx, "sub", "data.bin"), Buffer.alloc(300_000, 7));
+    const tarOut = path.join(tmp, "remote.tar");
+    const tarBuild = await kiln(["--addr", addr, "build", ctx, "--progress", "plain", "-o", `type=tar,dest=${tarOut}`]);
+    assert.equal(tarBuild.code, 0, tarBuild.stderr);
+    assert.match(tarBuild.stderr, /#\d+ \[1\/2\] COPY hello\.txt \/hello\.txt\n#\d+ DONE/);
+    assert.match(tarBuild.stderr, /exporting to client tarball/);
+    const { stdout: listing } = await run("tar", ["tf", tarOut]);
+    assert.deepEqual(listing.split("\n").filter(Boolean).sort(), ["hello.txt", "sub/", "sub/data.bin"]);
+
+    const dirOut = path.join(tmp, "remote-dir");
+    const dirBuild = await kiln(["--addr", addr, "build", ctx, "--progress", "plain", "-o", `type=local,dest=${dirOut}`]);
+    assert.equal(dirBuild.code, 0, dirBuild.stderr);
+    // The second build of the same context is all cache hits.
+    assert.match(dirBuild.stderr, /COPY hello\.txt \/hello\.txt\n#\d+ CACHED/);
+    assert.equal(await readFile(path.join(dirOut, "hello.txt"), "utf8"), "hello over the session\n");
+    assert.deepEqual(await readFile(path.join(dirOut, "sub", "data.bin")), Buffer.alloc(300_000, 7));
+
+    const broken = await kiln(["--addr", addr, "build", ctx, "--progress", "plain", "-f", path.join(ctx, "Dockerfile"), "--target", "nope"]);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, /error: .*nope/);
   });
 
   test("an empty Solve (a gateway-driven build) fails at once with Unimplemented", async () => {

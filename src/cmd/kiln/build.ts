@@ -14,6 +14,8 @@ import { DockerConfigCredentials } from "../../remotes/index.js";
 import { DockerfileFrontend } from "../../frontend/index.js";
 import { CanceledError, KilnError } from "../../util/index.js";
 import type { ProgressWriter } from "../../solver/index.js";
+import { daemonOptions, type DaemonFlags } from "./daemon.js";
+import { buildThroughDaemon } from "./build-remote.js";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -37,7 +39,7 @@ interface BuildFlags {
   ssh: string[];
 }
 
-export interface GlobalFlags {
+export interface GlobalFlags extends DaemonFlags {
   root?: string;
   config?: string;
   debug?: boolean;
@@ -158,6 +160,13 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
       });
     }
     printer = createPrinter(flags.progress, process.stderr);
+    const daemon = daemonOptions(g);
+    if (daemon) {
+      const res = await buildThroughDaemon(ac.signal, daemon, req, dirs, flags, printer);
+      printer.finish?.();
+      if (flags.metadataFile) await writeMetadataFile(flags.metadataFile, res);
+      return 0;
+    }
     await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
     const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries, entitlements: cfg.insecureEntitlements });
     const secrets = await ClientSecretStore.create(flags.secret.map(parseSecretSpec));
