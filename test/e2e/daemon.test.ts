@@ -176,6 +176,12 @@ describe("kilnd", { concurrency: false }, () => {
     assert.match(v.stdout, /GC Policy rule#0:\n\tAll:\t+false\n\tFilters:\ttype==source\.local type==exec\.cachemount type==source\.git\.checkout\n\tKeep Duration:\t48h0m0s\n/);
     assert.match(v.stdout, /GC Policy rule#3:\n\tAll:\t+true\n/);
 
+    // containerd-style filters over id and labels, as buildkitd's worker list takes them.
+    const byLabel = await kiln(["--addr", addr, "debug", "workers", "-f", "labels.team==kiln"]);
+    assert.equal(byLabel.stdout, t.stdout);
+    const none = await kiln(["--addr", addr, "debug", "workers", "-f", `id!=${id}`]);
+    assert.equal(none.stdout, "ID\tPLATFORMS\n");
+
     // The same worker id and labels as the daemonless view of the same root.
     const local = await kiln(["--root", root, "debug", "workers"]);
     assert.equal(local.code, 0, local.stderr);

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
 import { addService, control, health, pb } from "../../api/index.js";
-import type { GarbageCollector, PruneOptions } from "../../cache/index.js";
+import { parseFilters, type GarbageCollector, type PruneOptions } from "../../cache/index.js";
 import type { ExportOutputs } from "../../exporter/index.js";
 import { DiskLocalDirs, type RemoteSession, type Session, type SessionManager, type SessionCall } from "../../session/index.js";
 import type { Controller, SolveRequest } from "../controller.js";
@@ -66,7 +66,7 @@ export class ControlService {
   /** Registers Control and Health on `server`. */
   register(server: grpc.Server): void {
     addService(server, control.Control, {
-      listWorkers: (call, cb) => void this.unary(call, cb, () => this.listWorkers()),
+      listWorkers: (call, cb) => void this.unary(call, cb, () => this.listWorkers(call.request.filter)),
       info: (call, cb) => void this.unary(call, cb, async () => ({ buildkitVersion: { ...this.opts.version } })),
       diskUsage: (call, cb) => void this.unary(call, cb, async () => ({ record: (await this.opts.gc.diskUsage(call.request.filter)).map(usageRecord) })),
       prune: (call) => void this.prune(call),
@@ -105,20 +105,28 @@ export class ControlService {
     }
   }
 
-  private async listWorkers() {
+  /** The one worker, unless `filter` (containerd syntax over `id` and `labels.KEY`, as BuildKit's) excludes it. */
+  private async listWorkers(filter: string[]) {
+    let f;
+    try {
+      f = parseFilters(filter);
+    } catch (err) {
+      throw new KilnError("KILN_FLAGS", errorMessage(err), { cause: err });
+    }
     const ds = await this.opts.gc.diskStat();
     const w = this.opts.controller.worker;
-    return {
-      record: [
-        workerRecord({
-          id: this.opts.workerId,
-          labels: ociWorkerLabels(this.opts.labels),
-          platforms: w.platforms,
-          gcPolicy: gcPolicyRecords(this.opts.gc.policies, ds.total),
-          version: this.opts.version,
-        }),
-      ],
-    };
+    const labels = ociWorkerLabels(this.opts.labels);
+    const id = this.opts.workerId;
+    const matches = f.matches((field) => {
+      if (field === "id") return [id, id !== ""];
+      if (field.startsWith("labels.")) {
+        const k = field.slice("labels.".length);
+        return [labels[k] ?? "", k in labels];
+      }
+      return ["", false];
+    });
+    if (!matches) return { record: [] };
+    return { record: [workerRecord({ id, labels, platforms: w.platforms, gcPolicy: gcPolicyRecords(this.opts.gc.policies, ds.total), version: this.opts.version })] };
   }
 
   private async prune(call: grpc.ServerWritableStream<control.PruneRequest, unknown>): Promise<void> {
