@@ -52,6 +52,7 @@ export class DockerfileFrontend implements Frontend {
           sessionId: opts.sessionId,
           excludePatterns: excludes,
           noCache: attrs["no-cache"] !== undefined,
+          prefixPlatform: exportMap,
           resolveImageConfig: (ref, platform) => bridge.resolveImageConfig(signal, ref, { platform }),
         });
         const def = await res.state.marshal({ platform: target, source: res.source });

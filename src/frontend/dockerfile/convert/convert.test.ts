@@ -212,3 +212,32 @@ void test("ADD --unpack overrides the defaults: local archives unpack, URLs do n
     ],
   );
 });
+
+test("multi-platform step names lead with the platform, with ->ARCH where a stage builds for another target", async () => {
+  const arm64: Platform = { os: "linux", architecture: "arm64" };
+  const df = [
+    "FROM --platform=$BUILDPLATFORM busybox AS build",
+    "RUN echo tool",
+    "ARG TARGETARCH",
+    "RUN echo $TARGETARCH",
+    "FROM busybox",
+    "COPY --from=build /x /x",
+    "WORKDIR /w",
+    "RUN true",
+    "",
+  ].join("\n");
+  const { def } = await convert(df, { targetPlatform: arm64, prefixPlatform: true });
+  const names = [...ops(def, "source"), ...ops(def, "exec"), ...ops(def, "file")].map(name);
+  assert.deepEqual(names.filter((n) => n !== undefined && n.startsWith("[")).sort(), [
+    "[linux/amd64 build 1/3] FROM docker.io/library/busybox:latest@" + digest,
+    "[linux/amd64 build 2/3] RUN echo tool",
+    "[linux/amd64->arm64 build 3/3] RUN echo arm64",
+    "[linux/arm64 stage-1 1/4] FROM docker.io/library/busybox:latest@" + digest,
+    "[linux/arm64 stage-1 2/4] COPY --from=build /x /x",
+    "[linux/arm64 stage-1 3/4] WORKDIR /w",
+    "[linux/arm64 stage-1 4/4] RUN true",
+  ].sort());
+  // Without the option (one platform), names are as before.
+  const single = await convert(df, { targetPlatform: arm64 });
+  assert.ok(ops(single.def, "exec").map(name).includes("[build 2/3] RUN echo tool"));
+});

@@ -40,6 +40,8 @@ export interface ConvertOptions {
   sessionId: string;
   excludePatterns: string[];
   noCache: boolean;
+  /** A multi-platform build: step names lead with their platform, as BuildKit's PrefixPlatform. */
+  prefixPlatform?: boolean;
   resolveImageConfig(ref: string, platform: Platform): Promise<{ ref: string; digest: string; config: Uint8Array }>;
 }
 
@@ -186,6 +188,7 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
     d.cmdTotal = total;
     d.ignoreCache = opts.noCache;
   }
+  if (opts.prefixPlatform) for (const d of states) d.prefixPlatform = { target: opts.targetPlatform };
 
   let target = states[states.length - 1]!;
   if (opts.target) {
@@ -200,6 +203,7 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
     const unregistered = (baseName: string) => {
       const d = newState({ name: undefined, baseName, platform: undefined, commands: [], location, code: "", origCmd: "", comments: [], docComment: "" }, baseName, true);
       addState(d);
+      if (opts.prefixPlatform) d.prefixPlatform = { target: opts.targetPlatform };
       return d;
     };
     if (cmd.kind === "copy" && cmd.from !== "") {
@@ -359,7 +363,7 @@ async function resolveBase(d: DispatchState, opts: ConvertOptions, allStageNames
     ? State.scratch()
     : imageSource(baseName, {
         platform: llbPlatform(platform),
-        customName: prefixCommand(d, `FROM ${baseName}`),
+        customName: prefixCommand(d, `FROM ${baseName}`, { platform }),
         sourceLocation: d.unregistered ? undefined : locOf(d.stage.location),
         description: dfCmd(d.stage.code),
       });
@@ -447,7 +451,7 @@ async function dispatch(d: DispatchState, dc: DispatchCommand, opt: DispatchOpt)
       if (wd !== "/") {
         const owner = cfg.User ? ownerFromString(cfg.User) : undefined;
         d.state = d.state.file(FileAction.mkdir(wd, 0o755, { makeParents: true, owner }), {
-          customName: prefixCommand(d, displayName(opt.lex, cmd.code, stateEnv(d), false)),
+          customName: prefixCommand(d, displayName(opt.lex, cmd.code, stateEnv(d), false), { env: d.state.env() }),
           sourceLocation: opt.locOf(cmd.location),
         });
       }

@@ -106,16 +106,17 @@ export function dispatchCopy(d: DispatchState, c: CopyCommand | AddCommand, sour
   if (!action) throw new KilnError("KILN_DOCKERFILE", `${c.kind.toUpperCase()} requires at least two arguments`);
 
   const name = displayName(opt.lex, c.code, stateEnv(d), false);
-  const fileOpt: Constraints = { customName: prefixCommand(d, name), sourceLocation: opt.locOf(c.location) };
+  const env = d.state.env();
+  const fileOpt: Constraints = { customName: prefixCommand(d, name, { env }), sourceLocation: opt.locOf(c.location) };
   if (d.ignoreCache) fileOpt.ignoreCache = true;
   if (c.link && c.chmod === "") {
     // Independent of what is below: the files land on scratch and the result is layered on top.
     const id = newUniqueId();
     d.cmdIndex--;
-    const group = prefixCommand(d, name);
+    const group = prefixCommand(d, name, { env });
     d.cmdIndex--;
     const copied = State.scratch().file(action, { progressGroup: { id, name: group, weak: true } });
-    const merged = merge([d.state, copied], { progressGroup: { id, name: group, weak: false }, customName: prefixCommand(d, `LINK ${name}`) });
+    const merged = merge([d.state, copied], { progressGroup: { id, name: group, weak: false }, customName: prefixCommand(d, `LINK ${name}`, { env }) });
     d.state = d.state.withOutput(merged.output());
   } else {
     d.state = d.state.file(action, fileOpt);

@@ -63,7 +63,8 @@ export function dispatchRun(d: DispatchState, c: RunCommand, sources: (DispatchS
     description: dfCmd(c.code),
     sourceLocation: opt.locOf(c.location),
     mounts,
-    customName: prefixCommand(d, displayName(opt.lex, customName, stateEnv(d), true)),
+    // A RUN names the platform its state has: none for a scratch stage without --platform.
+    customName: prefixCommand(d, displayName(opt.lex, customName, stateEnv(d), true), { platform: d.platform ?? null, env }),
   };
   if (d.ignoreCache) run.ignoreCache = true;
   if (opt.proxyEnv) run.proxyEnv = opt.proxyEnv;

@@ -1,7 +1,7 @@
 // The per-stage state the converter carries while lowering instructions (BuildKit's
 // dispatchState), the options every dispatch shares, and the step names shown in progress.
 import type { Constraints, LLBPlatform, ProxyEnvOpt, State } from "../../../llb/index.js";
-import { KilnError, type Platform, type SourceLocation } from "../../../util/index.js";
+import { KilnError, formatPlatform, normalizePlatform, parsePlatform, type Platform, type SourceLocation } from "../../../util/index.js";
 import type { Command, Stage } from "../instructions/index.js";
 import { ShellLex, envsFromSlice, type EnvGetter } from "../shell/index.js";
 import type { StageImage } from "./image.js";
@@ -42,6 +42,8 @@ export interface DispatchState {
   ignoreCache: boolean;
   /** The base image resolve, started once for every reachable stage. */
   resolving: Promise<void> | undefined;
+  /** Set in a multi-platform build: step names start with the platform, `[linux/arm64 2/3]`. */
+  prefixPlatform?: { target: Platform };
 }
 
 export interface DispatchOpt {
@@ -64,12 +66,54 @@ export function stateEnv(d: DispatchState): EnvGetter {
   return envsFromSlice(d.state.env());
 }
 
-/** `[stage 2/5] RUN …`: steps that make LLB count toward the stage's total. */
-export function prefixCommand(d: DispatchState, text: string): string {
+/**
+ * `[stage 2/5] RUN …`: steps that make LLB count toward the stage's total. In a multi-platform
+ * build the platform the step runs on leads (`platform`: default the stage's, else the target's;
+ * null for none), with `->arm64` when the stage declares a different TARGET platform in `env`,
+ * so a cross-compiling step's name says what it builds for.
+ */
+export function prefixCommand(d: DispatchState, text: string, where: { platform?: Platform | null; env?: string[] } = {}): string {
   if (d.cmdTotal === 0) return text;
+  let out = "[";
+  const p = where.platform === undefined ? (d.platform ?? d.prefixPlatform?.target) : where.platform;
+  if (d.prefixPlatform && p) out += formatPlatform(p) + formatTargetPlatform(p, platformFromEnv(where.env ?? [])) + " ";
+  if (d.stageName) out += `${d.stageName} `;
   d.cmdIndex++;
   const width = Math.floor(1 + Math.log10(d.cmdTotal));
-  return `[${d.stageName ? `${d.stageName} ` : ""}${String(d.cmdIndex).padStart(width)}/${d.cmdTotal}] ${text}`;
+  return `${out}${String(d.cmdIndex).padStart(width)}/${d.cmdTotal}] ${text}`;
+}
+
+/** `->arch` (same OS) or `->os/arch` naming the target a step on `base` builds for, if another. */
+function formatTargetPlatform(base: Platform, target: Partial<Platform> | undefined): string {
+  if (!target) return "";
+  const p = normalizePlatform({ os: target.os || base.os, architecture: target.architecture || base.architecture, variant: target.variant });
+  if (p.os === base.os && p.architecture !== base.architecture) return `->${p.variant ? `${p.architecture}/${p.variant}` : p.architecture}`;
+  if (p.os !== base.os) return `->${formatPlatform(p)}`;
+  return "";
+}
+
+/** The target platform a stage's env declares (TARGETPLATFORM, or TARGETOS/TARGETARCH/TARGETVARIANT). */
+function platformFromEnv(env: string[]): Partial<Platform> | undefined {
+  const p: Partial<Platform> = {};
+  let set = false;
+  for (const e of env) {
+    const i = e.indexOf("=");
+    const k = i < 0 ? e : e.slice(0, i);
+    const v = i < 0 ? "" : e.slice(i + 1);
+    if (k === "TARGETPLATFORM") {
+      try {
+        return parsePlatform(v);
+      } catch {
+        continue;
+      }
+    }
+    if (k === "TARGETOS") p.os = v;
+    else if (k === "TARGETARCH") p.architecture = v;
+    else if (k === "TARGETVARIANT") p.variant = v;
+    else continue;
+    set = true;
+  }
+  return set ? p : undefined;
 }
 
 /**
