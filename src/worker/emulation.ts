@@ -28,13 +28,37 @@ const qemuArchs: Record<string, Platform[]> = {
   i386: [{ os: "linux", architecture: "386" }],
 };
 
+/** CPU flags (as /proc/cpuinfo names them) each x86-64 microarchitecture level needs beyond the last. */
+const amd64Levels: [string, string[]][] = [
+  ["v2", ["cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"]],
+  ["v3", ["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"]],
+  ["v4", ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]],
+];
+
+/** The amd64 variants (v2…v4) this CPU runs, as BuildKit's worker lists them after linux/amd64. */
+export function amd64Variants(cpuinfo: string): string[] {
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? "").trim().split(/\s+/));
+  const out: string[] = [];
+  for (const [level, need] of amd64Levels) {
+    if (!need.every((f) => flags.has(f))) break;
+    out.push(level);
+  }
+  return out;
+}
+
 /** The platforms the CPU runs without help. */
-function nativePlatforms(): Platform[] {
+async function nativePlatforms(): Promise<Platform[]> {
   const host = hostPlatform();
-  if (host.architecture === "amd64") return [host, { os: "linux", architecture: "386" }];
+  if (host.architecture === "amd64") {
+    const cpuinfo = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
+    return [host, ...amd64Variants(cpuinfo).map((variant) => ({ os: "linux", architecture: "amd64", variant })), { os: "linux", architecture: "386" }];
+  }
   if (host.architecture === "arm64") return [host, { os: "linux", architecture: "arm", variant: "v7" }, { os: "linux", architecture: "arm", variant: "v6" }];
   return [host];
 }
+
+/** BuildKit's order for a worker's platforms after the native one(s). */
+const reportOrder = ["amd64", "arm64", "riscv64", "ppc64", "ppc64le", "s390x", "386", "mips64le", "mips64", "arm", "loong64"];
 
 export interface Emulator {
   /** The binfmt_misc handler name, e.g. qemu-aarch64. */
@@ -71,10 +95,16 @@ export async function registeredEmulators(): Promise<Emulator[]> {
  * works while its interpreter exists at the same path inside the container, so it doesn't count.
  */
 export async function supportedPlatforms(): Promise<Platform[]> {
-  const out = nativePlatforms();
-  for (const e of await registeredEmulators()) if (e.fixBinary) out.push(...e.platforms);
+  const [host, ...rest] = await nativePlatforms();
+  for (const e of await registeredEmulators()) if (e.fixBinary) rest.push(...e.platforms);
+  const rank = (p: Platform) => {
+    const i = reportOrder.indexOf(p.architecture);
+    return i < 0 ? reportOrder.length : i;
+  };
+  // Stable: amd64's levels stay in order, arm/v7 before arm/v6.
+  rest.sort((a, b) => rank(a) - rank(b));
   const seen = new Set<string>();
-  return out.map(normalizePlatform).filter((p) => {
+  return [host!, ...rest].map(normalizePlatform).filter((p) => {
     const k = formatPlatform(p);
     if (seen.has(k)) return false;
     seen.add(k);
