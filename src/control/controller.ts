@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { loadDefinition, type LoadedDefinition } from "../llb/index.js";
 import type { ImmutableRef } from "../cache/index.js";
-import { makeBuildInfo, resolveExporter, type ExportOutputs, type ExportPlatform, type ExporterInstance } from "../exporter/index.js";
+import { buildInfoJSON, makeBuildInfo, resolveExporter, type ExportOutputs, type ExportPlatform, type ExporterInstance } from "../exporter/index.js";
 import type { RegistryHostConfig } from "../remotes/index.js";
 import { parsePlatformsMetadata, type Frontend, type FrontendBridge, type FrontendResult } from "../frontend/index.js";
 import type { Session } from "../session/types.js";
@@ -91,6 +91,8 @@ export class Controller {
           if (exporters.length === 0) return {};
           const out: Record<string, string> = {};
           for (const { exp, out: o } of exporters) Object.assign(out, await exp.export(signal, { ref: undefined, platforms: parts, credentials: session.credentials }, o, progress));
+          // BuildKit answers with each platform's build info beside what the exporters say.
+          for (const p of parts) if (p.buildInfo) out[`containerimage.buildinfo/${p.id}`] = Buffer.from(buildInfoJSON(p.buildInfo, true)).toString("base64");
           return out;
         }
         definition = res.definition;

@@ -66,6 +66,10 @@ describe("multi-platform builds", () => {
     const meta = JSON.parse(await readFile(md, "utf8")) as Record<string, string>;
     assert.match(meta["containerimage.digest"] ?? "", /^sha256:/);
     assert.equal(meta["containerimage.config.digest"], undefined, "an index has no config");
+    const bi = meta["containerimage.buildinfo/linux/arm64"] as unknown as { frontend: string; sources: { ref: string }[] };
+    assert.equal(bi.frontend, "dockerfile.v0");
+    assert.deepEqual(bi.sources.map((s) => s.ref), ["docker.io/library/busybox:latest"]);
+    assert.ok(meta["containerimage.buildinfo/linux/amd64"]);
 
     const arm = await fileInImage(name, "arm64", "m");
     assert.equal(arm.text, "aarch64\n");
