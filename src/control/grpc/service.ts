@@ -79,12 +79,26 @@ export class ControlService {
     });
   }
 
-  /** Aborts every running call (solves stop, their containers and mounts go) and waits for them. */
-  async close(): Promise<void> {
+  /**
+   * Aborts every running call (solves stop, their containers and mounts go) and waits for them,
+   * at most `graceMs`: a step that ignores its abort must not keep the daemon from exiting.
+   */
+  async close(graceMs = 30_000): Promise<void> {
     this.shutdown.abort(new CanceledError("daemon shutting down"));
     this.opts.sessions?.close();
-    await Promise.allSettled([...this.running]);
-    this.jobs.close();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.opts.log?.(`${this.running.size} call(s) still running ${graceMs} ms after shutdown began; exiting anyway`);
+        resolve();
+      }, graceMs);
+    });
+    try {
+      await Promise.race([Promise.allSettled([...this.running]), timeout]);
+    } finally {
+      clearTimeout(timer);
+      this.jobs.close();
+    }
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
