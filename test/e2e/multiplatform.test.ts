@@ -145,6 +145,40 @@ describe("multi-platform builds", () => {
     assert.deepEqual(listing, ["linux_amd64/arch-amd64", "linux_arm64/arch-arm64"]);
   });
 
+  it("docker tarball: index.json names the index, manifest.json this machine's image for docker load", async () => {
+    const ctx = await env.context({ Dockerfile: "FROM busybox\nRUN uname -m > /m\n" });
+    const out = path.join(env.tmp, "multi.docker.tar");
+    // The flag repeated is the same as a comma list.
+    const r = await env.run(["build", ctx, "--platform", "linux/arm64", "--platform", "local", "-o", `type=docker,dest=${out},name=kiln/multi:v1`]);
+    assert.equal(r.code, 0, r.stderr);
+    const layout = await mkdtemp(path.join(env.tmp, "docker-"));
+    await sh("tar", ["-xf", out, "-C", layout]);
+    const top = JSON.parse(await readFile(path.join(layout, "index.json"), "utf8")) as IndexJSON;
+    assert.equal(top.manifests[0]!.mediaType, "application/vnd.docker.distribution.manifest.list.v2+json");
+    const index = JSON.parse(await readFile(path.join(layout, "blobs/sha256", top.manifests[0]!.digest.slice(7)), "utf8")) as IndexJSON;
+    assert.deepEqual(index.manifests.map((m) => m.platform?.architecture), ["arm64", "amd64"]);
+    const inspect = JSON.parse((await sh("skopeo", ["inspect", `docker-archive:${out}`])).stdout) as { Architecture: string };
+    assert.equal(inspect.Architecture, "amd64");
+    const manifest = JSON.parse(await readFile(path.join(layout, "manifest.json"), "utf8")) as { RepoTags: string[] }[];
+    assert.deepEqual(manifest.map((m) => m.RepoTags), [["kiln/multi:v1"]]);
+  });
+
+  it("BUILDKIT_MULTI_PLATFORM=1 makes one platform a map too: an index of one, a split folder", async () => {
+    const ctx = await env.context({ Dockerfile: "FROM busybox\nRUN uname -m > /m\n" });
+    const dest = path.join(env.tmp, "one-split");
+    const oci = path.join(env.tmp, "one.oci.tar");
+    const r = await env.run(["build", ctx, "--platform", "linux/arm64", "--build-arg", "BUILDKIT_MULTI_PLATFORM=1", "-o", `type=local,dest=${dest}`, "-o", `type=oci,dest=${oci},annotation-index.k=v`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(path.join(dest, "linux_arm64/m"), "utf8"), "aarch64\n");
+    assert.match(r.stderr, /\[linux\/arm64 2\/2\] RUN uname -m/);
+    const layout = await mkdtemp(path.join(env.tmp, "one-"));
+    await sh("tar", ["-xf", oci, "-C", layout]);
+    const top = JSON.parse(await readFile(path.join(layout, "index.json"), "utf8")) as IndexJSON;
+    const index = JSON.parse(await readFile(path.join(layout, "blobs/sha256", top.manifests[0]!.digest.slice(7)), "utf8")) as IndexJSON;
+    assert.equal(index.manifests.length, 1);
+    assert.deepEqual(index.annotations, { k: "v" });
+  });
+
   it("annotation[PLATFORM].* reaches that platform's manifest; index annotations reach the index", async () => {
     const ctx = await env.context({ Dockerfile: "FROM busybox\nRUN true\n" });
     const oci = path.join(env.tmp, "annot.oci.tar");

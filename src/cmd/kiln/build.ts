@@ -25,7 +25,7 @@ interface BuildFlags {
   buildArg: string[];
   target?: string;
   output: string[];
-  platform?: string;
+  platform: string[];
   /** commander turns `--no-cache` into `cache: false`. */
   cache?: boolean;
   progress: string;
@@ -55,7 +55,7 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--build-arg <k=v>", "build-time variable (repeatable)", collect, [])
     .option("--target <stage>", "stage to build")
     .option("-o, --output <spec>", "output: type=oci,dest=FILE | type=local,dest=DIR | DIR (repeatable)", collect, [])
-    .option("--platform <list>", "target platform(s)")
+    .option("--platform <list>", "target platform(s): linux/amd64,linux/arm64 (repeatable; local = this machine)", collect, [])
     .option("--no-cache", "do not use the build cache")
     .option("--push", "push the image (with -t)")
     .addOption(new Option("--progress <mode>", "progress output").choices(["auto", "plain", "tty", "rawjson"]).default(process.env.BUILDKIT_PROGRESS ?? "auto"))
@@ -101,7 +101,9 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
     } else attrs[`build-arg:${a.slice(0, i)}`] = a.slice(i + 1);
   }
   if (flags.target) attrs.target = flags.target;
-  if (flags.platform) attrs.platform = flags.platform;
+  // buildx's spelling: a comma list, the flag repeated, or both.
+  const platforms = flags.platform.flatMap((p) => p.split(",")).map((p) => p.trim()).filter(Boolean);
+  if (platforms.length > 0) attrs.platform = platforms.join(",");
   if (flags.cache === false) attrs["no-cache"] = "";
   // buildx passes SOURCE_DATE_EPOCH from the environment as a build argument.
   if (process.env.SOURCE_DATE_EPOCH !== undefined && attrs["build-arg:SOURCE_DATE_EPOCH"] === undefined) attrs["build-arg:SOURCE_DATE_EPOCH"] = process.env.SOURCE_DATE_EPOCH;
