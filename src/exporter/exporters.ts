@@ -16,6 +16,7 @@ import { RegistryResolver, formatReference, parseReference, pushImage, type Regi
 import { checkAttrs, parseBool, parseImageExport, parseTarballExport, type ImageCommitOptions, type ImageExportOptions, type TarballExportOptions } from "./attrs.js";
 import { commitImage, commitIndex, configPlatform, descriptorBytes, exporterResponse, type CommittedImage } from "./image.js";
 import { layoutRecords, writeLayoutDir, writeLayoutTar } from "./ocilayout.js";
+import { encodeTarHeader, TypeDir } from "../snapshot/index.js";
 import { ExportVertex } from "./progress.js";
 import type { ExportSource, ExporterInstance } from "./types.js";
 
@@ -299,6 +300,8 @@ async function tarParts(signal: AbortSignal, parts: FilesPart[], out: Writable):
   for (const [i, p] of parts.entries()) {
     // Every archive but the last loses its end-of-archive blocks, so the parts read as one.
     const last = i === parts.length - 1;
+    // The platform folder itself, as BuildKit writes it: 0755, time zero.
+    if (p.sub) await writeChunk(out, encodeTarHeader({ typeflag: TypeDir, name: `${p.sub}/`, mode: 0o755, mtime: 0 }));
     if (p.ref) {
       await using mnt = await p.ref.mount(signal);
       await tarDirectory(signal, mnt.path, p.sub, out, last);
@@ -306,6 +309,10 @@ async function tarParts(signal: AbortSignal, parts: FilesPart[], out: Writable):
       await tarDirectory(signal, undefined, p.sub, out, last);
     }
   }
+}
+
+function writeChunk(out: Writable, b: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => out.write(b, (err) => (err ? reject(err) : resolve())));
 }
 
 /** Passes bytes on but the last `n`, which it drops. */
@@ -331,7 +338,7 @@ async function tarDirectory(signal: AbortSignal, dir: string | undefined, prefix
   const names = dir ? (await readdir(dir)).sort() : [];
   if (names.length === 0) {
     // An empty result: an empty archive (GNU tar refuses to write one).
-    if (trailer) await new Promise<void>((resolve, reject) => out.write(Buffer.alloc(1024), (err) => (err ? reject(err) : resolve())));
+    if (trailer) await writeChunk(out, Buffer.alloc(1024));
     return;
   }
   // One 512-byte block per record, so the archive ends in exactly two zero blocks.
