@@ -23,6 +23,9 @@ export interface UsageInfo {
   description: string;
   recordType: string;
   shared: boolean;
+  /** The times as sent, in nanoseconds since the epoch (Go prints them in full). */
+  createdAtNs?: bigint;
+  lastUsedAtNs?: bigint;
 }
 
 export interface PruneRequestOptions {
@@ -39,6 +42,7 @@ export interface ConnectOptions extends TLSFlags {
 }
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
+const nanos = (t: Timestamp | undefined) => (t ? t.seconds * 1_000_000_000n + BigInt(t.nanos) : undefined);
 
 export function usageFromRecord(r: control.UsageRecord): UsageInfo {
   return {
@@ -53,6 +57,8 @@ export function usageFromRecord(r: control.UsageRecord): UsageInfo {
     description: r.Description,
     recordType: r.RecordType,
     shared: r.Shared,
+    createdAtNs: nanos(r.CreatedAt) ?? 0n,
+    lastUsedAtNs: nanos(r.LastUsedAt),
   };
 }
 

@@ -18,25 +18,39 @@ export interface GlobalFlags extends DaemonFlags {
   debug?: boolean;
 }
 
-/** Go's time.Time String() for a UTC time: "2026-11-24 12:00:00.123 +0000 UTC". */
-export function goTime(d: Date): string {
+/** Go's time.Time String() for a UTC time: "2026-11-24 12:00:00.123 +0000 UTC"; `ns` (since the epoch) gives the full precision a daemon sent. */
+export function goTime(d: Date, ns?: bigint): string {
   const p = (n: number, w = 2) => String(n).padStart(w, "0");
-  const frac = d.getUTCMilliseconds() ? `.${p(d.getUTCMilliseconds(), 3).replace(/0+$/, "")}` : "";
+  const frac = ns !== undefined ? fracDigits(ns) : d.getUTCMilliseconds() ? `.${p(d.getUTCMilliseconds(), 3).replace(/0+$/, "")}` : "";
   return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}${frac} +0000 UTC`;
 }
 
-export function printVerbose(tw: TabWriter, records: UsageInfo[]): void {
+function fracDigits(ns: bigint): string {
+  const f = (((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n).toString().padStart(9, "0").replace(/0+$/, "");
+  return f ? `.${f}` : "";
+}
+
+/** time.Time's JSON (RFC 3339 with up to nanoseconds, trailing zeros dropped). */
+function goTimeJSON(d: Date, ns?: bigint): string {
+  const base = d.toISOString().replace(/\.\d+Z$/, "");
+  return `${base}${ns !== undefined ? fracDigits(ns) : fracDigits(BigInt(d.getUTCMilliseconds()) * 1_000_000n)}Z`;
+}
+
+/** A record, with the nanosecond times a daemon's records carry. */
+export type UsageRecordInfo = UsageInfo & { createdAtNs?: bigint; lastUsedAtNs?: bigint };
+
+export function printVerbose(tw: TabWriter, records: UsageRecordInfo[]): void {
   for (const r of records) {
     tw.write(`ID:\t${r.id}\n`);
     if (r.parents.length > 0) tw.write(`Parents:\t${r.parents.join(";")}\n`);
-    tw.write(`Created at:\t${goTime(r.createdAt)}\n`);
+    tw.write(`Created at:\t${goTime(r.createdAt, r.createdAtNs)}\n`);
     tw.write(`Mutable:\t${r.mutable}\n`);
     tw.write(`Reclaimable:\t${!r.inUse}\n`);
     tw.write(`Shared:\t${r.shared}\n`);
     tw.write(`Size:\t${formatBytes(r.size)}\n`);
     if (r.description) tw.write(`Description:\t${r.description}\n`);
     tw.write(`Usage count:\t${r.usageCount}\n`);
-    if (r.lastUsedAt) tw.write(`Last used:\t${goTime(r.lastUsedAt)}\n`);
+    if (r.lastUsedAt) tw.write(`Last used:\t${goTime(r.lastUsedAt, r.lastUsedAtNs)}\n`);
     if (r.recordType) tw.write(`Type:\t${r.recordType}\n`);
     tw.write("\n");
   }
@@ -75,14 +89,14 @@ export function printSummary(tw: TabWriter, records: UsageInfo[]): void {
 }
 
 /** A record as buildctl's `{{json .}}` prints client.UsageInfo (its field order and names). */
-export function usageJSON(r: UsageInfo): Record<string, unknown> {
+export function usageJSON(r: UsageRecordInfo): Record<string, unknown> {
   return {
     id: r.id,
     mutable: r.mutable,
     inUse: r.inUse,
     size: r.size,
-    createdAt: r.createdAt.toISOString(),
-    lastUsedAt: r.lastUsedAt?.toISOString() ?? null,
+    createdAt: goTimeJSON(r.createdAt, r.createdAtNs),
+    lastUsedAt: r.lastUsedAt ? goTimeJSON(r.lastUsedAt, r.lastUsedAtNs) : null,
     usageCount: r.usageCount,
     parents: r.parents.length > 0 ? r.parents : null,
     description: r.description,

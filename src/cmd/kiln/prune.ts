@@ -4,9 +4,8 @@ import type { Command } from "commander";
 import { CanceledError, KilnError, formatBytes, parseGoDuration } from "../../util/index.js";
 import { printError } from "./errors.js";
 import { TabWriter } from "./tabwriter.js";
-import type { UsageInfo } from "../../cache/index.js";
 import { daemonOptions, withClient } from "./daemon.js";
-import { checkFormat, collect, printTableHeader, printTableRow, printVerbose, usageJSON, withWorker, type GlobalFlags } from "./du.js";
+import { checkFormat, collect, printTableHeader, printTableRow, printVerbose, usageJSON, withWorker, type GlobalFlags, type UsageRecordInfo } from "./du.js";
 
 interface PruneFlags {
   keepDuration?: string;
@@ -58,7 +57,7 @@ export function registerPrune(program: Command, setExit: (code: number) => void)
         const tw = new TabWriter(process.stdout);
         let first = true;
         let total = 0;
-        const onRemoved = (r: UsageInfo) => {
+        const onRemoved = (r: UsageRecordInfo) => {
           total += r.size;
           if (flags.format) process.stdout.write(JSON.stringify(usageJSON(r)) + "\n");
           else if (flags.verbose) printVerbose(tw, [r]);
