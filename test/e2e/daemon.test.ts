@@ -11,7 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { State, FileAction } from "../../src/llb/index.js";
 import { ControlClient } from "../../src/client/index.js";
-import type { control } from "../../src/api/index.js";
+import { bindClient, health, type control } from "../../src/api/index.js";
 
 const repoRoot = path.resolve(import.meta.dirname, "../..");
 const kilnBin = path.join(repoRoot, "bin", "kiln");
@@ -288,6 +288,18 @@ describe("kilnd", { concurrency: false }, () => {
     const broken = await kiln(["--addr", addr, "build", ctx, "--progress", "plain", "-f", path.join(ctx, "Dockerfile"), "--target", "nope"]);
     assert.equal(broken.code, 1);
     assert.match(broken.stderr, /error: .*nope/);
+  });
+
+  test("health check answers SERVING; a 6 MiB definition passes grpc-js's default 4 MiB limit", async () => {
+    const ac = new AbortController();
+    using client = await ControlClient.connect(ac.signal, { addr });
+    const h = bindClient(health.Health, client.api.raw);
+    assert.equal((await h.check({ service: "" }, { signal: ac.signal })).status, health.HealthCheckResponse_ServingStatus.SERVING);
+    const big = Buffer.alloc(6 << 20, 0x61);
+    big.write(String(Date.now()));
+    const def = State.scratch().file(FileAction.mkfile("/big", 0o644, big)).marshal();
+    const res = await client.api.solve({ Ref: `big-${Date.now()}`, Definition: { def: def.def, metadata: def.metadata } }, { signal: ac.signal });
+    assert.deepEqual(res.ExporterResponse, {});
   });
 
   test("an empty Solve (a gateway-driven build) fails at once with Unimplemented", async () => {
