@@ -208,6 +208,17 @@ describe("multi-platform builds", () => {
     assert.match(bad.stderr, /invalid annotation: no platform linux\/s390x found in source/);
   });
 
+  it("a step failing on one platform fails the build, named with its platform", async () => {
+    const ctx = await env.context({ Dockerfile: 'FROM busybox\nRUN [ "$(uname -m)" = x86_64 ] || (echo not x86 >&2; exit 7)\n' });
+    const out = path.join(env.tmp, "never-multi.tar");
+    const r = await env.run(["build", ctx, "--platform", "linux/amd64,linux/arm64", "-o", `type=oci,dest=${out}`]);
+    assert.equal(r.code, 1);
+    const line = r.stderr.split("\n").find((l) => l.startsWith("error:")) ?? "";
+    assert.match(line, /^error: \[linux\/arm64 2\/2\] RUN .*exit code: 7$/);
+    assert.match(r.stderr, /not x86/);
+    await assert.rejects(readFile(out), "no output");
+  });
+
   it("a platform with no emulator fails before anything runs, saying how to enable emulation", async () => {
     const ctx = await env.context({ Dockerfile: "FROM scratch\nRUN echo should-not-run\n" });
     const r = await env.run(["build", ctx, "--platform", "linux/amd64,linux/s390x"]);
