@@ -199,12 +199,7 @@ export class Controller {
     const loaded = loadDefinition(definition);
     const root = this.opts.worker.load(loaded, session, entitlements);
     if (!root) return undefined;
-    try {
-      return (await this.solver.solve(signal, root.vertex, root.index, progress)) as ImmutableRef;
-    } catch (err) {
-      if (err instanceof VertexError) throw toUserError(err, loaded.source);
-      throw err;
-    }
+    return this.solveLoaded(signal, loaded, root, progress);
   }
 
   private bridge(session: Session, progress: ProgressWriter, held: ImmutableRef[], entitlements: ReadonlySet<Entitlement>): FrontendBridge {
