@@ -88,3 +88,43 @@ test("a failing vertex fails the build with its name; cancel stops work", async 
   setTimeout(() => ac.abort(), 30);
   await assert.rejects(p, (err: Error) => err.name === "CanceledError");
 });
+
+test("a shared run's own result handles are released once every waiting build has its clone", async () => {
+  let live = 0;
+  const released: string[] = [];
+  class Counted implements Result {
+    private gone = false;
+    constructor(readonly id: string) {
+      live++;
+    }
+    clone(): Result {
+      if (this.gone) throw new Error(`clone of released ${this.id}`);
+      return new Counted(this.id);
+    }
+    async release(): Promise<void> {
+      if (this.gone) throw new Error(`double release of ${this.id}`);
+      this.gone = true;
+      live--;
+      released.push(this.id);
+    }
+  }
+  const runs: string[] = [];
+  const op = (name: string, delayMs: number): Op => ({
+    outputs: 1,
+    async cacheMap() {
+      return { digest: digestOf(name), deps: [] };
+    },
+    async exec() {
+      runs.push(name);
+      await new Promise((r) => setTimeout(r, delayMs));
+      return [new Counted(name)];
+    },
+  });
+  const v: Vertex = { digest: digestOf("v:shared"), name: "shared", inputs: [], ignoreCache: false, op: op("shared", 50) };
+  const solver = new Solver({ cache: { load: async () => undefined, save: async () => undefined }, maxParallelism: 4 });
+  const builds = await Promise.all(Array.from({ length: 5 }, () => solver.solve(new AbortController().signal, v, 0, { write() {} })));
+  assert.deepEqual(runs, ["shared"], "one run for five builds");
+  for (const r of builds) await r.release();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(live, 0, "no handle is left in use after every build released its result");
+});

@@ -55,6 +55,10 @@ export class Solver {
       const ac = new AbortController();
       const entry: SharedRun = { results: Promise.resolve([]), waiters: 0 };
       entry.results = fn(ac.signal).finally(() => this.running.delete(key));
+      // The run's own handles go once every build waiting on it has taken its clone: those
+      // waiters' reactions were registered before the results settled (the key leaves `running`
+      // before `results` resolves, so none can join later) and all run before the next macrotask.
+      void entry.results.then((rs) => setImmediate(() => void Promise.allSettled(rs.map((r) => r.release()))), () => undefined);
       (entry as SharedRun & { ac: AbortController }).ac = ac;
       this.running.set(key, entry);
       shared = entry;
