@@ -54,4 +54,10 @@ void test("matchSegment follows Go's filepath.Match", () => {
   assert.ok(matchSegment("[a-c]?", "bz"));
   assert.ok(matchSegment("\\*", "*"));
   assert.ok(!matchSegment("[", "["), "a malformed pattern matches nothing");
+  // Punctuation outside a class is literal (a `-` once made the expression invalid: no match).
+  assert.ok(matchSegment("arch-*", "arch-x"));
+  assert.ok(matchSegment("a-?.{1}(x)", "a-b.{1}(x)"));
+  assert.ok(matchSegment("[\\-x]", "-"), "an escaped dash in a class is literal");
+  assert.ok(!matchSegment("[\\-x]", "c"));
+  assert.ok(matchSegment("[a\\]]", "]"));
 });

@@ -42,9 +42,9 @@ export function matchSegment(pattern: string, name: string): boolean {
         if (ch === "\\") {
           j++;
           if (j >= pattern.length) return false;
-          cls += escapeRe(pattern[j]!);
+          cls += escapeClassRe(pattern[j]!);
         } else if (ch === "-") cls += "-";
-        else cls += escapeRe(ch);
+        else cls += escapeClassRe(ch);
         j++;
       }
       if (!closed || cls === "" || cls === "^") return false;
@@ -59,8 +59,13 @@ export function matchSegment(pattern: string, name: string): boolean {
   }
 }
 
+// With the `u` flag an escape must be a syntax character: `\-` is valid only inside a class.
 function escapeRe(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+  return c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+function escapeClassRe(c: string): string {
+  return c.replace(/[\]\\^-]/g, "\\$&");
 }
 
 /**
