@@ -1,5 +1,5 @@
 // Pulls the fixture busybox from a real docker-registry acting as docker.io's mirror.
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
@@ -8,10 +8,10 @@ import type { Readable } from "node:stream";
 import { parse } from "smol-toml";
 import type { Descriptor } from "../api/oci.js";
 import { LocalContentStore } from "../content/index.js";
-import { KilnError, digestOf, type Digest } from "../util/index.js";
+import { KilnError, digestOf, parsePlatform, type Digest } from "../util/index.js";
 import { pushBusybox, startRegistry, writeKilnConfig, type RunningRegistry } from "../../test/fixtures/registry.js";
 import type { BusyboxLayout } from "../../test/fixtures/busybox.js";
-import { RegistryError, RegistryResolver, parseReference, pullImage, type Reference, type ResolvedDescriptor, type Resolver } from "./index.js";
+import { RegistryError, RegistryResolver, choosePlatform, parseReference, pullImage, type Reference, type ResolvedDescriptor, type Resolver } from "./index.js";
 
 const never = new AbortController().signal;
 
@@ -170,4 +170,18 @@ describe("remotes: pull through a docker.io mirror", () => {
     await assert.rejects(p, (err: unknown) => err instanceof KilnError && err.code === "KILN_CANCELED");
     assert.equal(await store.has(img.layers[0]!.digest as Digest), false);
   });
+});
+
+test("choosePlatform takes the best image an index offers for the platform", () => {
+  const m = (platform: string): Descriptor => {
+    const p = parsePlatform(platform);
+    return { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: `sha256:${platform}` as Digest, size: 1, platform: { os: p.os, architecture: p.architecture, ...(p.variant ? { variant: p.variant } : {}) } };
+  };
+  const index = [m("linux/386"), m("linux/amd64"), m("linux/arm/v6"), m("linux/arm/v7")];
+  assert.equal(choosePlatform(index, parsePlatform("linux/amd64/v2"))?.digest, "sha256:linux/amd64");
+  assert.equal(choosePlatform(index, parsePlatform("linux/amd64"))?.digest, "sha256:linux/amd64");
+  assert.equal(choosePlatform([m("linux/386")], parsePlatform("linux/amd64"))?.digest, "sha256:linux/386");
+  assert.equal(choosePlatform(index, parsePlatform("linux/arm64"))?.digest, "sha256:linux/arm/v7");
+  assert.equal(choosePlatform(index, parsePlatform("linux/arm/v6"))?.digest, "sha256:linux/arm/v6");
+  assert.equal(choosePlatform(index, parsePlatform("linux/ppc64le")), undefined);
 });

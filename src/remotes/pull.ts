@@ -1,9 +1,9 @@
 // pullImage: resolve a reference, pick the platform's manifest from an index, and bring manifest
 // and config into the content store. Layers are fetched only when the caller asks (fetchBlob).
 import type { Readable } from "node:stream";
-import { MediaType, isIndexMediaType, isManifestMediaType, type Descriptor, type ImageConfig, type Index, type Manifest, type OciPlatform } from "../api/oci.js";
+import { MediaType, isIndexMediaType, isManifestMediaType, type Descriptor, type ImageConfig, type Index, type Manifest } from "../api/oci.js";
 import type { BlobInfo, ContentStore } from "../content/index.js";
-import { KilnError, formatPlatform, hostPlatform, isDigest, normalizePlatform, type Digest, type Platform } from "../util/index.js";
+import { KilnError, formatPlatform, hostPlatform, isDigest, normalizePlatform, platformEquals, platformVector, type Digest, type Platform } from "../util/index.js";
 import { lazyReadable } from "./lazy.js";
 import { formatReference, parseReference } from "./reference.js";
 import type { Reference, Resolver } from "./types.js";
@@ -108,30 +108,21 @@ async function ensureBlob(signal: AbortSignal, resolver: Resolver, store: Conten
   return store.ingest(signal, source, { digest, size: desc.size });
 }
 
-/** Picks the best manifest for `want`: exact variant first, then older compatible arm variants. */
+/** Picks the best manifest for `want`: the first platform of its vector an index offers (containerd's order). */
 export function choosePlatform(manifests: Descriptor[], want: Platform): Descriptor | undefined {
+  const vector = platformVector(want);
   let best: Descriptor | undefined;
-  let bestScore = 0;
+  let bestRank = vector.length;
   for (const m of manifests) {
-    const score = platformScore(want, m.platform);
-    if (score > bestScore) {
+    if (!m.platform) continue;
+    const have = normalizePlatform({ os: m.platform.os.toLowerCase(), architecture: m.platform.architecture.toLowerCase(), variant: m.platform.variant?.toLowerCase() });
+    const rank = vector.findIndex((v) => platformEquals(v, have));
+    if (rank >= 0 && rank < bestRank) {
       best = m;
-      bestScore = score;
+      bestRank = rank;
     }
   }
   return best;
-}
-
-function platformScore(want: Platform, have: OciPlatform | undefined): number {
-  if (!have) return 0;
-  const h = normalizePlatform({ os: have.os.toLowerCase(), architecture: have.architecture.toLowerCase(), variant: have.variant?.toLowerCase() });
-  if (h.os !== want.os || h.architecture !== want.architecture) return 0;
-  if ((h.variant ?? "") === (want.variant ?? "")) return 100;
-  // An armv7 machine runs v6 and v5 binaries too; prefer the newest it can run.
-  const wv = /^v(\d+)$/.exec(want.variant ?? "");
-  const hv = /^v(\d+)$/.exec(h.variant ?? "");
-  if (want.architecture === "arm" && wv && hv && Number(hv[1]) < Number(wv[1])) return 50 + Number(hv[1]);
-  return 0;
 }
 
 function sniffMediaType(body: Buffer): string | undefined {

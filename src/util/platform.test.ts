@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatPlatform, hostPlatform, normalizePlatform, parsePlatform, platformDirName, platformEquals } from "./platform.js";
+import { formatPlatform, hostPlatform, normalizePlatform, parsePlatform, platformDirName, platformEquals, platformVector } from "./platform.js";
 
 const host = hostPlatform();
 const fmt = (s: string) => formatPlatform(parsePlatform(s));
@@ -57,4 +57,13 @@ test("normalised platforms compare equal and name split folders", () => {
   assert.deepEqual(normalizePlatform({ os: "linux", architecture: "amd64", variant: "" }), { os: "linux", architecture: "amd64" });
   assert.equal(platformDirName({ os: "linux", architecture: "arm" }), "linux_arm_v7");
   assert.equal(platformDirName({ os: "linux", architecture: "arm64", variant: "v8" }), "linux_arm64");
+});
+
+test("platformVector lists what a platform runs, best first, as containerd's matcher", () => {
+  const names = (spec: string) => platformVector(parsePlatform(spec)).map(formatPlatform);
+  assert.deepEqual(names("linux/amd64/v3"), ["linux/amd64/v3", "linux/amd64/v2", "linux/amd64", "linux/386"]);
+  assert.deepEqual(names("linux/amd64"), ["linux/amd64", "linux/386"]);
+  assert.deepEqual(names("linux/arm/v7"), ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]);
+  assert.deepEqual(names("linux/arm64"), ["linux/arm64", "linux/arm/v8", "linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]);
+  assert.deepEqual(names("linux/riscv64"), ["linux/riscv64"]);
 });

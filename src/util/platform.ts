@@ -90,3 +90,23 @@ export function platformEquals(a: Platform, b: Platform): boolean {
 export function platformDirName(p: Platform): string {
   return formatPlatform(normalizePlatform(p)).replaceAll("/", "_");
 }
+
+/**
+ * What a machine of platform `p` runs, best first (containerd's platform vector, which BuildKit
+ * uses to pick an image from an index): amd64/v3 also runs v2, v1 and 386; arm/v7 runs v6 and
+ * v5; arm64 runs arm/v8 down to v5.
+ */
+export function platformVector(p: Platform): Platform[] {
+  const want = normalizePlatform(p);
+  const out: Platform[] = [want];
+  const version = (v: string | undefined, dflt: number) => (v === undefined || v === "" ? dflt : Number(/^v(\d+)$/.exec(v)?.[1] ?? NaN));
+  if (want.architecture === "amd64") {
+    for (let n = version(want.variant, 1) - 1; n >= 1; n--) out.push(n === 1 ? { os: want.os, architecture: "amd64" } : { os: want.os, architecture: "amd64", variant: `v${n}` });
+    out.push({ os: want.os, architecture: "386" });
+  } else if (want.architecture === "arm") {
+    for (let n = version(want.variant, 7) - 1; n >= 5; n--) out.push({ os: want.os, architecture: "arm", variant: `v${n}` });
+  } else if (want.architecture === "arm64") {
+    out.push(...platformVector({ os: want.os, architecture: "arm", variant: want.variant || "v8" }));
+  }
+  return out;
+}
