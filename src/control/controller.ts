@@ -23,6 +23,8 @@ export interface SolveRequest {
   exporters?: { type: string; attrs: Record<string, string> }[];
   /** Privileges the build asks for (`--allow`): "network.host", "security.insecure". */
   entitlements?: string[];
+  /** A frontend for this request only, used instead of `frontend`: the client drives the build through LLBBridge. */
+  gateway?: Frontend;
 }
 
 export interface ControllerOptions {
@@ -81,8 +83,8 @@ export class Controller {
     try {
       let definition = req.definition;
       let config: Partial<ImageConfig> | undefined;
-      if (req.frontend) {
-        const fe = this.opts.frontends[req.frontend];
+      if (req.frontend || req.gateway) {
+        const fe = req.gateway ?? this.opts.frontends[req.frontend ?? ""];
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
         const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements), { attrs, sessionId: session.id, buildPlatform: worker.platform });
@@ -124,7 +126,7 @@ export class Controller {
     progress: ProgressWriter,
     entitlements: ReadonlySet<Entitlement>,
     held: ImmutableRef[],
-    frontend: string,
+    frontend: string | undefined,
     fattrs: Record<string, string>,
   ): Promise<ExportPlatform[]> {
     const list = parsePlatformsMetadata(res.metadata);
@@ -228,6 +230,13 @@ export class Controller {
         if (!rec.parent) return read(this.opts.worker.mgr.snapshotter.upperDir(ref.id));
         await using mnt = await ref.mount(signal);
         return read(mnt.path);
+      },
+      openRef: async (signal, id) => {
+        const ref = refs.get(id);
+        if (!ref) return undefined;
+        const done = { [Symbol.asyncDispose]: () => Promise.resolve() };
+        if (!ref.record.parent) return { path: this.opts.worker.mgr.snapshotter.upperDir(ref.id), ...done };
+        return ref.mount(signal);
       },
       resolveImageConfig: async (signal, ref, o) => {
         const platform: Platform = o.platform ?? this.opts.worker.platform;

@@ -15,6 +15,17 @@ export interface FrontendBridge {
   /** Reads a file from a solved result; undefined when it does not exist. */
   readFile(signal: AbortSignal, ref: string, path: string): Promise<Uint8Array | undefined>;
   resolveImageConfig(signal: AbortSignal, ref: string, opts: { platform?: Platform }): Promise<ResolvedImageConfig>;
+  /**
+   * The root filesystem of a solved result, read-only, until disposed; undefined for an unknown
+   * handle or an empty result (scratch). For callers that need more than readFile (the gateway
+   * API's ReadDir, StatFile, ranged reads).
+   */
+  openRef?(signal: AbortSignal, ref: string): Promise<RefMount | undefined>;
+}
+
+/** A mounted result: `path` stays readable until disposal. */
+export interface RefMount extends AsyncDisposable {
+  readonly path: string;
 }
 
 export interface FrontendOptions {

@@ -5,6 +5,7 @@ export * from "./secrets.js";
 export * from "./ssh.js";
 export * from "./followlinks.js";
 export * from "./wire.js";
+export { toGoMode } from "./fsmode.js";
 export { GrpcSessionManager, GrpcRemoteSession } from "./remote.js";
 export { openClientSession, type ClientSession, type ClientSessionOptions } from "./client.js";
 export { bytesCallToDuplex, relayThroughUnixSocket, type UnixRelay } from "./tunnel.js";

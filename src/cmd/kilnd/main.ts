@@ -7,7 +7,7 @@ import path from "node:path";
 import type net from "node:net";
 import { maxMessageBytes } from "../../api/index.js";
 import { Controller } from "../../control/index.js";
-import { ControlService, kilnVersion, workerId } from "../../control/grpc/index.js";
+import { ControlService, GatewayService, kilnVersion, ociWorkerLabels, workerId } from "../../control/grpc/index.js";
 import { DockerfileFrontend } from "../../frontend/index.js";
 import { GrpcSessionManager, type SessionManager } from "../../session/index.js";
 import { openWorker } from "../../worker/index.js";
@@ -70,19 +70,31 @@ export async function runDaemon(flags: DaemonFlags, hooks: DaemonHooks = {}): Pr
   process.on("SIGINT", onSignal);
 
   await using opened = await openWorker({ root, registries: cfg.registries, gc: settings.gc });
+  const frontends = { "dockerfile.v0": new DockerfileFrontend() };
   const controller = new Controller({
     worker: opened.worker,
-    frontends: { "dockerfile.v0": new DockerfileFrontend() },
+    frontends,
     maxParallelism: cfg.maxParallelism,
     registries: cfg.registries,
     entitlements: settings.entitlements,
   });
   const tmpDir = path.join(root, "tmp");
   await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  const wid = await workerId(root);
+  const gateway = new GatewayService({
+    frontends,
+    worker: () => ({
+      ID: wid,
+      Labels: ociWorkerLabels(settings.labels),
+      platforms: opened.worker.platforms.map((p) => ({ OS: p.os, Architecture: p.architecture, Variant: p.variant ?? "" })),
+    }),
+    log: (m) => logLine("error", m),
+  });
   const service = new ControlService({
     controller,
     gc: opened.gc,
-    workerId: await workerId(root),
+    gateway,
+    workerId: wid,
     labels: settings.labels,
     version: kilnVersion,
     sessions: hooks.sessions?.(root) ?? new GrpcSessionManager({ tmpDir }),
@@ -96,6 +108,7 @@ export async function runDaemon(flags: DaemonFlags, hooks: DaemonHooks = {}): Pr
     "grpc.keepalive_permit_without_calls": 1,
   });
   service.register(server);
+  gateway.register(server);
   const plain = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const secure = creds ? server.createConnectionInjector(creds) : undefined;
   const onConnection = (s: net.Socket, tls: boolean) => (tls && secure ? secure : plain).injectConnection(s);

@@ -3,3 +3,4 @@ export * from "./convert.js";
 export * from "./jobs.js";
 export * from "./version.js";
 export * from "./workerid.js";
+export * from "./gateway.js";

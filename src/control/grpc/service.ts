@@ -13,6 +13,7 @@ import type { Controller, SolveRequest } from "../controller.js";
 import { CanceledError, KilnError, errorMessage, isAbortError } from "../../util/index.js";
 import { gcPolicyRecords, ociWorkerLabels, splitEvent, statusResponse, usageRecord, workerRecord, type BuildkitVersionInfo } from "./convert.js";
 import { JobRegistry } from "./jobs.js";
+import { ReturnedError, type GatewayBuild, type GatewayService } from "./gateway.js";
 
 export interface ControlServiceOptions {
   controller: Controller;
@@ -28,6 +29,8 @@ export interface ControlServiceOptions {
   tmpDir: string;
   /** Errors worth a line in the daemon's log. */
   log?: (msg: string) => void;
+  /** Serves builds driven through LLBBridge (an empty SolveRequest); without it they are unimplemented. */
+  gateway?: GatewayService;
 }
 
 const fileSendMethod = "/moby.filesync.v1.FileSend/DiffCopy";
@@ -35,6 +38,7 @@ const fileSendMethod = "/moby.filesync.v1.FileSend/DiffCopy";
 /** A gRPC status for an engine error: cancellations as CANCELLED, the rest with their message. */
 export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
   if (isAbortError(err)) return { code: grpc.status.CANCELLED, details: "context canceled" };
+  if (err instanceof ReturnedError) return err.serviceError();
   if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: err.message };
   if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: err.message };
   if (err instanceof KilnError && (err.code === "KILN_FLAGS" || err.code === "KILN_EXPORTER_ATTR" || err.code === "KILN_FRONTEND")) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
@@ -86,6 +90,7 @@ export class ControlService {
   async close(graceMs = 30_000): Promise<void> {
     this.shutdown.abort(new CanceledError("daemon shutting down"));
     this.opts.sessions?.close();
+    this.opts.gateway?.close();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -196,12 +201,17 @@ export class ControlService {
   private async solve(signal: AbortSignal, r: control.SolveRequest): Promise<{ ExporterResponse: Record<string, string> }> {
     const ref = r.Ref || randomBytes(12).toString("hex");
     const job = this.jobs.start(ref);
+    let gw: GatewayBuild | undefined;
     try {
       if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) throw new KilnError("KILN_UNIMPLEMENTED", "cache import and export are not supported yet");
       const req: SolveRequest = { ref, frontendAttrs: { ...r.FrontendAttrs }, entitlements: r.Entitlements };
       // An empty request is how BuildKit's clients (buildctl build, buildx) start a build they
-      // drive through the gateway API (LLBBridge), which kilnd doesn't serve yet.
-      if (!r.Frontend && !(r.Definition && r.Definition.def.length > 0)) throw new KilnError("KILN_UNIMPLEMENTED", "builds driven through the gateway API (LLBBridge) are not supported by kilnd yet: send a frontend (dockerfile.v0) or an LLB definition in the SolveRequest");
+      // drive through the gateway API (LLBBridge); registered at once, as their calls follow quickly.
+      if (!r.Frontend && !(r.Definition && r.Definition.def.length > 0)) {
+        if (!this.opts.gateway) throw new KilnError("KILN_UNIMPLEMENTED", "builds driven through the gateway API (LLBBridge) are not supported by this daemon");
+        gw = this.opts.gateway.start(ref, { progress: job.progress, inputs: r.FrontendInputs });
+        req.gateway = gw;
+      }
       if (r.Frontend) req.frontend = r.Frontend;
       if (r.Definition && r.Definition.def.length > 0) req.definition = toBinary(pb.DefinitionSchema, r.Definition);
       if (r.Exporters.length > 0) req.exporters = r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
@@ -221,6 +231,7 @@ export class ControlService {
       });
       return { ExporterResponse: res };
     } finally {
+      if (gw) this.opts.gateway?.end(gw);
       job.finish();
     }
   }

@@ -1,0 +1,116 @@
+// The ref table of one gateway-driven build (BuildKit's llbBridgeForwarder.refs): every result a
+// client gets from LLBBridge/Solve is an id here. A ref is its LLB definition until someone needs
+// its files (ReadFile, ReadDir, StatFile, Evaluate); only then is it solved, once. Return turns
+// ids back into definitions, so the controller solves and exports the result as one graph.
+import { randomBytes } from "node:crypto";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { gateway, pb } from "../../api/index.js";
+import type { FrontendResult } from "../../frontend/index.js";
+import { KilnError } from "../../util/index.js";
+
+interface Entry {
+  definition: Uint8Array;
+  /** The engine's handle of the solved result, once someone asked for it. */
+  solved?: Promise<string>;
+}
+
+/** BuildKit's identity.NewID: 25 characters of base 36. */
+export function newRefId(): string {
+  const n = BigInt(`0x${randomBytes(16).toString("hex")}`);
+  return n.toString(36).padStart(25, "0").slice(-25);
+}
+
+export class GatewayRefs {
+  private readonly entries = new Map<string, Entry>();
+
+  /** Registers a result; no definition (scratch, an empty solve) is the empty id, never stored. */
+  add(definition: Uint8Array | undefined): string {
+    if (!definition) return "";
+    const id = newRefId();
+    this.entries.set(id, { definition });
+    return id;
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  definition(id: string): Uint8Array | undefined {
+    return this.entries.get(id)?.definition;
+  }
+
+  /**
+   * The solved result of `id` (an engine handle), solving it on first use; concurrent callers
+   * share one solve. A failed solve is forgotten, so a later call tries again.
+   */
+  evaluate(id: string, solve: (definition: Uint8Array) => Promise<string>): Promise<string> {
+    const e = this.entries.get(id);
+    if (!e) return Promise.reject(new KilnError("KILN_NOT_FOUND", `no such ref: ${id}`));
+    if (!e.solved) {
+      const p = solve(e.definition);
+      e.solved = p;
+      p.catch(() => {
+        if (e.solved === p) delete e.solved;
+      });
+    }
+    return e.solved;
+  }
+
+  /** A returned ref's definition; an id this build never handed out is an error (as BuildKit's cloneRef). */
+  private returned(id: string): Uint8Array | undefined {
+    if (id === "") return undefined;
+    const def = this.definition(id);
+    if (!def) throw new KilnError("KILN_NOT_FOUND", `return reference ${id} not found`);
+    return def;
+  }
+
+  /** A Return{result} as the frontend result the controller solves and exports. */
+  toFrontendResult(r: gateway.Result | undefined): FrontendResult {
+    const metadata: Record<string, Uint8Array> = { ...(r?.metadata ?? {}) };
+    const res = r?.result;
+    const multi = (ids: Record<string, string>): FrontendResult => {
+      const refs: Record<string, Uint8Array> = {};
+      for (const [k, id] of Object.entries(ids)) {
+        const def = this.returned(id);
+        if (!def) throw new KilnError("KILN_UNIMPLEMENTED", `result ${k} has an empty ref: empty refs in a result map are not supported by kilnd`);
+        refs[k] = def;
+      }
+      return { refs, metadata };
+    };
+    switch (res?.case) {
+      case "refDeprecated":
+        return { definition: this.returned(res.value), metadata };
+      case "ref":
+        return { definition: this.returned(res.value.id), metadata };
+      case "refsDeprecated":
+        return multi(res.value.refs);
+      case "refs":
+        return multi(Object.fromEntries(Object.entries(res.value.refs).map(([k, v]) => [k, v.id])));
+      default:
+        return { metadata };
+    }
+  }
+
+  /**
+   * A frontend's result as an LLBBridge Result: each definition becomes a new ref, sent with its
+   * definition (proto.refarray) or as a bare id for older clients.
+   */
+  toResult(fr: FrontendResult, arrayRefs: boolean): gateway.Result {
+    const ref = (def: Uint8Array | undefined) => ({ id: this.add(def), def: def ? fromBinary(pb.DefinitionSchema, def) : undefined });
+    let result: MessageInitShape<typeof gateway.ResultSchema>["result"];
+    if (fr.refs) {
+      const refs = Object.entries(fr.refs).map(([k, d]) => [k, ref(d)] as const);
+      result = arrayRefs ? { case: "refs", value: { refs: Object.fromEntries(refs) } } : { case: "refsDeprecated", value: { refs: Object.fromEntries(refs.map(([k, v]) => [k, v.id])) } };
+    } else {
+      const r = ref(fr.definition);
+      result = arrayRefs ? { case: "ref", value: r } : { case: "refDeprecated", value: r.id };
+    }
+    return create(gateway.ResultSchema, { result, metadata: { ...fr.metadata } });
+  }
+}
+
+/** A Definition message as the bytes the engine loads; an empty one (no ops) is no definition. */
+export function definitionBytes(d: pb.Definition | undefined): Uint8Array | undefined {
+  if (!d || d.def.length === 0) return undefined;
+  return toBinary(pb.DefinitionSchema, d);
+}
