@@ -93,6 +93,11 @@ async function channelCredentials(opts: ConnectOptions, host: string): Promise<{
   return { creds: grpc.credentials.createSsl(ca, key, cert), options };
 }
 
+/** BuildKit's identity.NewID shape: 25 base-36 characters from 128 random bits (buildctl's build refs). */
+export function newID(): string {
+  return BigInt("0x" + randomBytes(16).toString("hex")).toString(36).padStart(25, "0").slice(-25);
+}
+
 export class ControlClient implements Disposable {
   private constructor(
     readonly api: ServiceClient<typeof control.Control>,
@@ -181,13 +186,13 @@ export class ControlClient implements Disposable {
     req: MessageInitShape<typeof control.SolveRequestSchema>,
     attachables: ClientAttachables,
     onStatus: (s: control.StatusResponse) => void,
-    opts: { name?: string; sharedKey?: string } = {},
+    opts: { name?: string; sharedKey?: string; ref?: string } = {},
   ): Promise<Record<string, string>> {
     const ac = new AbortController();
     const inner = AbortSignal.any([signal, ac.signal]);
     const session = await openClientSession(inner, this.raw, { attachables, name: opts.name, sharedKey: opts.sharedKey });
     try {
-      const ref = randomBytes(13).toString("hex");
+      const ref = opts.ref ?? newID();
       const status = this.api.status({ Ref: ref }, { signal: inner });
       const statusDone = new Promise<void>((resolve) => {
         status.on("data", onStatus);

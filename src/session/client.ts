@@ -14,7 +14,7 @@ import { walkTree, type WalkStat } from "./fswalk.js";
 import { messageConn } from "./msgstream.js";
 import { decoder, encoder, metadataKeys, metadataValues } from "./methods.js";
 import { bytesCallToDuplex } from "./tunnel.js";
-import { sessionHeaders, type ClientAttachables } from "./wire.js";
+import { sessionHeaders, type ClientAttachables, type ExportTarget } from "./wire.js";
 
 export interface ClientSessionOptions {
   /** The session id the daemon files this session under (SolveRequest.session); random by default. */
@@ -124,7 +124,7 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
     serve(filesync.FileSync, ["DiffCopy"]);
   }
 
-  if (a.fileTarget || a.dirTarget) {
+  if (a.fileTarget || a.dirTarget !== undefined || Object.keys(a.exportTargets ?? {}).length > 0) {
     server.addService(rawFileSend, {
       diffCopy: (call: ServerStream) => {
         handleFileSend(call, a, life.signal).then(
@@ -229,8 +229,12 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
 }
 
 /** FileSend/DiffCopy: a byte stream into `fileTarget`, or an fsutil tree into `dirTarget`. */
-async function handleFileSend(call: ServerStream, a: ClientAttachables, session: AbortSignal): Promise<void> {
+async function handleFileSend(call: ServerStream, attachables: ClientAttachables, session: AbortSignal): Promise<void> {
   const sig = callSignal(call, session);
+  // BuildKit's chooser: a missing or unparsable id is exporter 0.
+  const id = Number.parseInt(metadataValues(call.metadata, metadataKeys.exporterID)?.[0] ?? "0", 10) || 0;
+  const a: ExportTarget | undefined = attachables.exportTargets?.[id] ?? (id === 0 ? attachables : undefined);
+  if (!a || (!a.fileTarget && a.dirTarget === undefined)) throw new KilnError("KILN_SESSION", `exporter ${id} not found`);
   const exporterMd: Record<string, string> = {};
   for (const [k, v] of Object.entries(call.metadata.getMap())) {
     if (!k.startsWith(metadataKeys.exporterPrefix) || k.endsWith("-encoded")) continue;

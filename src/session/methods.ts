@@ -22,6 +22,7 @@ export const metadataKeys = {
   followPaths: "followpaths",
   exporterPrefix: "exporter-md-",
   sshID: "buildkit.ssh.id",
+  exporterID: "buildkit-attachable-exporter-id",
 } as const;
 
 export function encoder<S extends DescMessage>(schema: S): (m: MessageInitShape<S>) => Buffer {

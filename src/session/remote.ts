@@ -370,10 +370,11 @@ export class GrpcRemoteSession implements RemoteSession {
     if (!this.supports(method)) throw new KilnError("KILN_SESSION", `method ${method.toLowerCase()} not supported by the client`);
   }
 
-  async openFileSend(signal: AbortSignal, metadata: Record<string, string>): Promise<FileSendStream> {
+  async openFileSend(signal: AbortSignal, metadata: Record<string, string>, exporterId?: number): Promise<FileSendStream> {
     this.requireMethod(methods.fileSend);
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(metadata)) setMetadataValues(md, metadataKeys.exporterPrefix + k.toLowerCase(), [v]);
+    if (exporterId !== undefined) md.set(metadataKeys.exporterID, String(exporterId));
     const call = bidiCall(this.client, methods.fileSend, filesync.BytesMessageSchema, filesync.BytesMessageSchema, md);
     const sig = AbortSignal.any([signal, this.closed]);
     const onAbort = () => call.cancel();
@@ -431,9 +432,11 @@ export class GrpcRemoteSession implements RemoteSession {
     };
   }
 
-  async sendDirectory(signal: AbortSignal, dir: string): Promise<void> {
+  async sendDirectory(signal: AbortSignal, dir: string, exporterId?: number): Promise<void> {
     this.requireMethod(methods.fileSend);
-    const call = bidiCall(this.client, methods.fileSend, fsutil.PacketSchema, fsutil.PacketSchema, new grpc.Metadata());
+    const md = new grpc.Metadata();
+    if (exporterId !== undefined) md.set(metadataKeys.exporterID, String(exporterId));
+    const call = bidiCall(this.client, methods.fileSend, fsutil.PacketSchema, fsutil.PacketSchema, md);
     const sig = AbortSignal.any([signal, this.closed]);
     const onAbort = () => call.cancel();
     sig.addEventListener("abort", onAbort, { once: true });

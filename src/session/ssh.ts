@@ -63,6 +63,13 @@ export class ClientSSHAgents implements SSHAgents, AsyncDisposable {
     return this.agents.has(id);
   }
 
+  /** The agent socket `id` relays to (a remote session's ForwardAgent connects to it). */
+  socketPath(signal: AbortSignal, id: string): Promise<string> {
+    const agent = this.agents.get(id);
+    if (!agent) return Promise.reject(new KilnError("KILN_SSH", `unset ssh forward key ${id}`));
+    return this.agentSocket(signal, agent);
+  }
+
   /** The agent socket: the given one, or a private agent holding the given keys. */
   private agentSocket(signal: AbortSignal, agent: Agent): Promise<string> {
     agent.socket ??= (async () => {

@@ -37,10 +37,13 @@ export interface RemoteSession extends Session {
   readonly closed: AbortSignal;
   /** Whether the client serves a method (full path, compared case-insensitively). */
   supports(method: string): boolean;
-  /** Opens FileSend/DiffCopy as a byte stream; `metadata` travels as `exporter-md-<key>` headers. */
-  openFileSend(signal: AbortSignal, metadata: Record<string, string>): Promise<FileSendStream>;
+  /**
+   * Opens FileSend/DiffCopy as a byte stream; `metadata` travels as `exporter-md-<key>` headers,
+   * `exporterId` (the exporter's index when the request listed several) as BuildKit ≥ 0.13's header.
+   */
+  openFileSend(signal: AbortSignal, metadata: Record<string, string>, exporterId?: number): Promise<FileSendStream>;
   /** Sends a directory's tree to the client's FileSend target with fsutil's protocol (local exporter). */
-  sendDirectory(signal: AbortSignal, dir: string): Promise<void>;
+  sendDirectory(signal: AbortSignal, dir: string, exporterId?: number): Promise<void>;
 }
 
 export interface SessionManager {
@@ -64,5 +67,16 @@ export interface ClientAttachables {
   /** Where FileSend byte streams go (a file, stdout); called once per stream with its exporter metadata. */
   fileTarget?: (metadata: Record<string, string>) => Promise<Writable>;
   /** Where FileSend directory trees go (local exporter). */
+  dirTarget?: string;
+  /**
+   * Per-exporter targets when a build has several outputs, by index in SolveRequest.Exporters:
+   * the daemon names the exporter in `buildkit-attachable-exporter-id` (BuildKit ≥ 0.13). Without
+   * an entry, exporter 0 falls back to `fileTarget`/`dirTarget`.
+   */
+  exportTargets?: Record<number, ExportTarget>;
+}
+
+export interface ExportTarget {
+  fileTarget?: (metadata: Record<string, string>) => Promise<Writable>;
   dirTarget?: string;
 }

@@ -1,19 +1,21 @@
 // `kiln build --addr …`: the same request, solved by a daemon. The build's directories, secrets,
-// credentials and outputs are served to it over the session; its progress comes back through
-// Status and goes to the same display as an in-process build's.
+// ssh agents, credentials and outputs are served to it over the session; its progress comes back
+// through Status and goes to the same display as an in-process build's. Loaded only when a daemon
+// builds (build.ts imports it dynamically), so it pulls in grpc but none of the engine.
 import { Writable } from "node:stream";
 import path from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { control } from "../../api/index.js";
-import type { ConnectOptions } from "../../client/index.js";
+import { ControlClient, type ConnectOptions } from "../../client/index.js";
 import type { SolveRequest } from "../../control/index.js";
-import { DockerConfigCredentials } from "../../remotes/index.js";
-import { ClientSecretStore, parseSecretSpec, type ClientAttachables } from "../../session/index.js";
+import { DockerConfigCredentials } from "../../remotes/credentials.js";
+import { ClientSecretStore, parseSecretSpec } from "../../session/secrets.js";
+import { ClientSSHAgents, parseSSHSpec } from "../../session/ssh.js";
+import type { ClientAttachables, ExportTarget } from "../../session/wire.js";
 import type { ProgressEvent, ProgressWriter } from "../../solver/types.js";
 import { KilnError, type Digest } from "../../util/index.js";
 import { localOutputs } from "../outputs.js";
-import { withClient } from "./daemon.js";
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
 
@@ -64,34 +66,75 @@ function fileTarget(signal: AbortSignal, dest: string): () => Promise<Writable> 
   };
 }
 
-export async function buildThroughDaemon(signal: AbortSignal, daemon: ConnectOptions, req: SolveRequest, dirs: Record<string, string>, flags: { secret: string[]; ssh: string[] }, progress: ProgressWriter): Promise<Record<string, string>> {
-  if (flags.ssh.length > 0) throw new KilnError("KILN_FLAGS", "--ssh is not supported with --addr yet");
-  const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
-  if (specs.length > 1) throw new KilnError("KILN_FLAGS", "only one --output is supported with --addr");
+const kilnPackage = "github.com/kiln-build/kiln";
+
+/**
+ * Whether the daemon takes SolveRequest.Exporters (several outputs): kilnd does, BuildKit from
+ * v0.13. An older BuildKit would silently export only the first, so it is asked first.
+ */
+async function supportsExporterList(signal: AbortSignal, c: ControlClient): Promise<{ ok: boolean; version: string }> {
+  const v = await c.info(signal);
+  if (!v) return { ok: false, version: "unknown" };
+  if (v.package === kilnPackage) return { ok: true, version: v.version };
+  const m = /^v?(\d+)\.(\d+)\./.exec(v.version);
+  // A development build without a release version (v0.0.0+unknown) is taken to be current.
+  const ok = !m || (Number(m[1]) === 0 && Number(m[2]) === 0) || Number(m[1]) > 0 || Number(m[2]) >= 13;
+  return { ok, version: v.version };
+}
+
+export interface RemoteBuildFlags {
+  secret: string[];
+  ssh: string[];
+}
+
+export async function buildThroughDaemon(
+  signal: AbortSignal,
+  daemon: ConnectOptions,
+  req: SolveRequest,
+  dirs: Record<string, string>,
+  flags: RemoteBuildFlags,
+  progress: ProgressWriter,
+  ref: string,
+): Promise<Record<string, string>> {
+  const specs = (req.exporters ?? (req.exporter ? [req.exporter] : [])).map((e) => ({ type: e.type, attrs: { ...e.attrs } }));
+  // Each output's destination stays here: the daemon sends its bytes or tree over the session.
+  const targets: Record<number, ExportTarget> = {};
+  specs.forEach((e, i) => {
+    const dest = e.attrs.dest;
+    delete e.attrs.dest;
+    if (dest === undefined || dest === "") return;
+    targets[i] = e.type === "local" ? { dirTarget: path.resolve(dest) } : { fileTarget: fileTarget(signal, dest) };
+  });
   const attachables: ClientAttachables = { dirs, credentials: new DockerConfigCredentials(), secrets: await ClientSecretStore.create(flags.secret.map(parseSecretSpec)) };
-  const exp = specs[0];
-  const attrs = { ...exp?.attrs };
-  const dest = attrs.dest;
-  delete attrs.dest;
-  if (exp && dest !== undefined && dest !== "") {
-    if (exp.type === "local") attachables.dirTarget = path.resolve(dest);
-    else attachables.fileTarget = fileTarget(signal, dest);
+  await using ssh = flags.ssh.length > 0 ? new ClientSSHAgents(flags.ssh.map(parseSSHSpec)) : undefined;
+  if (ssh) attachables.ssh = ssh;
+  if (specs.length > 1) attachables.exportTargets = targets;
+  else if (targets[0]) Object.assign(attachables, targets[0]);
+
+  // grpc-js passes an IP address host as the TLS server name, which Node reports with a
+  // deprecation warning on stderr; buildctl's output has no such line.
+  process.noDeprecation = true;
+  using client = await ControlClient.connect(signal, daemon);
+  if (specs.length > 1) {
+    const s = await supportsExporterList(signal, client);
+    if (!s.ok) throw new KilnError("KILN_FLAGS", `several outputs need a daemon that takes a list of exporters (kilnd, or BuildKit v0.13 or later); ${daemon.addr} runs BuildKit ${s.version}`);
   }
-  const sharedKey = dirs.context ? `${path.resolve(dirs.context)}` : undefined;
-  return withClient(signal, daemon, (c) =>
-    c.build(
-      signal,
-      {
-        Frontend: req.frontend ?? "",
-        FrontendAttrs: req.frontendAttrs ?? {},
-        Definition: undefined,
-        Exporter: exp?.type ?? "",
-        ExporterAttrs: attrs,
-        Entitlements: req.entitlements ?? [],
-      },
-      attachables,
-      (s) => progress.write(progressEvent(s)),
-      { name: path.basename(process.cwd()), sharedKey },
-    ),
+  const first = specs[0];
+  return await client.build(
+    signal,
+    {
+      Frontend: req.frontend ?? "",
+      FrontendAttrs: req.frontendAttrs ?? {},
+      Definition: undefined,
+      // BuildKit v0.11's fields carry the first (or only) output, so an older daemon still builds
+      // a one-output request; newer ones read the list, as BuildKit ≥ 0.13's client sends both.
+      Exporter: first?.type ?? "",
+      ExporterAttrs: first?.attrs ?? {},
+      Exporters: specs.length > 1 ? specs.map((e) => ({ Type: e.type, Attrs: e.attrs })) : [],
+      Entitlements: req.entitlements ?? [],
+    },
+    attachables,
+    (s) => progress.write(progressEvent(s)),
+    { name: path.basename(process.cwd()), sharedKey: dirs.context ? path.resolve(dirs.context) : undefined, ref },
   );
 }

@@ -2,20 +2,14 @@
 import { Command, Option } from "commander";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { access } from "node:fs/promises";
-import { loadConfig } from "../config.js";
-import { localOutputs, parseOutputSpec, writeMetadataFile } from "../outputs.js";
+import { access, rename, writeFile } from "node:fs/promises";
+import { parseOutputSpec, writeMetadataFile } from "../outputs.js";
 import { createPrinter } from "./progress.js";
 import { printError } from "./errors.js";
-import { Controller, type SolveRequest } from "../../control/index.js";
-import { openWorker } from "../../worker/index.js";
-import { ClientSecretStore, ClientSSHAgents, DiskLocalDirs, parseSecretSpec, parseSSHSpec, type Session } from "../../session/index.js";
-import { DockerConfigCredentials } from "../../remotes/index.js";
-import { DockerfileFrontend } from "../../frontend/index.js";
+import type { SolveRequest } from "../../control/index.js";
 import { CanceledError, KilnError } from "../../util/index.js";
 import type { ProgressWriter } from "../../solver/index.js";
-import { daemonOptions, type DaemonFlags } from "./daemon.js";
-import { buildThroughDaemon } from "./build-remote.js";
+import { daemonOptions, detectDaemon, type DaemonFlags } from "./daemon.js";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -37,6 +31,7 @@ interface BuildFlags {
   allow: string[];
   secret: string[];
   ssh: string[];
+  refFile?: string;
 }
 
 export interface GlobalFlags extends DaemonFlags {
@@ -66,6 +61,7 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--allow <entitlement>", "allow an extra privilege: network.host, security.insecure (repeatable)", collect, [])
     .option("--secret <spec>", "secret for RUN --mount=type=secret: id=ID,src=PATH | id=ID,env=VAR (repeatable)", collect, [])
     .option("--ssh <spec>", "ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)", collect, [])
+    .option("--ref-file <file>", "write the build ref to a file")
     .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
       setExit(await build(program.opts<GlobalFlags>(), ctxPath, flags));
     });
@@ -140,6 +136,18 @@ export function exportersFromFlags(flags: Pick<BuildFlags, "output" | "tag" | "p
   return [...exporters, { type: "image", attrs }];
 }
 
+/** BuildKit's identity.NewID shape (buildctl's build refs): 25 base-36 characters from 128 random bits. */
+function newID(): string {
+  return BigInt("0x" + randomBytes(16).toString("hex")).toString(36).padStart(25, "0").slice(-25);
+}
+
+/** buildctl writes the ref however the build ended, replacing the file whole. */
+async function writeRefFile(file: string, ref: string): Promise<void> {
+  const tmp = `${file}.kiln-${randomBytes(4).toString("hex")}.tmp`;
+  await writeFile(tmp, ref, { mode: 0o666 });
+  await rename(tmp, file);
+}
+
 async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFlags): Promise<number> {
   const ac = new AbortController();
   let interrupted = false;
@@ -151,9 +159,8 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   let printer: ProgressWriter & { finish?(): void } = { write() {} };
+  const ref = newID();
   try {
-    const cfg = await loadConfig(g.config);
-    const root = path.resolve(g.root ?? cfg.root);
     const { req, dirs } = toRequest(ctxPath, flags);
     if (req.frontend === "dockerfile.v0" && !flags.frontend) {
       const df = path.join(dirs.dockerfile!, req.frontendAttrs!.filename!);
@@ -161,25 +168,18 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
         throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${df}: no such file or directory`);
       });
     }
+    // --root/--config name a local state directory: in-process, unless --addr is given too.
+    const daemon = daemonOptions(g) ?? (g.root === undefined && g.config === undefined ? await detectDaemon(ac.signal) : undefined);
     printer = createPrinter(flags.progress, process.stderr);
-    const daemon = daemonOptions(g);
+    let res: Record<string, string>;
     if (daemon) {
-      const res = await buildThroughDaemon(ac.signal, daemon, req, dirs, flags, printer);
+      const { buildThroughDaemon } = await import("./build-remote.js");
+      res = await buildThroughDaemon(ac.signal, daemon, req, dirs, flags, printer, ref);
       printer.finish?.();
-      if (flags.metadataFile) await writeMetadataFile(flags.metadataFile, res);
-      return 0;
+    } else {
+      const { buildInProcess } = await import("./build-local.js");
+      res = await buildInProcess(ac.signal, g, req, dirs, flags, printer, ref);
     }
-    await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
-    const controller = new Controller({ worker: opened.worker, frontends: { "dockerfile.v0": new DockerfileFrontend() }, maxParallelism: cfg.maxParallelism, registries: cfg.registries, entitlements: cfg.insecureEntitlements });
-    const secrets = await ClientSecretStore.create(flags.secret.map(parseSecretSpec));
-    await using ssh = new ClientSSHAgents(flags.ssh.map(parseSSHSpec));
-    const session: Session = { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs(dirs), credentials: new DockerConfigCredentials(), secrets, ssh };
-    const specs = req.exporters ?? (req.exporter ? [req.exporter] : []);
-    const outputs = specs.map((e) => localOutputs(e.attrs.dest));
-    for (const e of specs) delete e.attrs.dest;
-    const res = await controller.solve(ac.signal, req, session, outputs, printer);
-    printer.finish?.();
-    await opened.gc.afterBuild(ac.signal);
     if (flags.metadataFile) await writeMetadataFile(flags.metadataFile, res);
     return 0;
   } catch (err) {
@@ -188,5 +188,6 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    if (flags.refFile) await writeRefFile(flags.refFile, ref).catch(() => undefined);
   }
 }

@@ -1,8 +1,13 @@
 // Whether a kiln command talks to a daemon: yes when --addr or BUILDKIT_HOST names one (buildctl's
-// flags, including its TLS flags and --timeout), else it runs in-process against --root.
+// flags, including its TLS flags and --timeout), else it runs in-process against --root. The
+// client library (grpc) is loaded only when a daemon is used.
 import type { Command } from "commander";
-import { ControlClient, type ConnectOptions } from "../../client/index.js";
+import { connect } from "node:net";
+import type { ControlClient, ConnectOptions } from "../../client/index.js";
 import { KilnError } from "../../util/index.js";
+
+/** Where `kiln build` looks for kilnd when no address is given. */
+export const defaultDaemonAddress = "unix:///run/kiln/kilnd.sock";
 
 export interface DaemonFlags {
   addr?: string;
@@ -39,7 +44,35 @@ export function daemonOptions(g: DaemonFlags, env: NodeJS.ProcessEnv = process.e
   return o;
 }
 
+/**
+ * The default daemon, when one accepts a connection at once. A raw socket connect, not a gRPC
+ * handshake: with no daemon the socket is missing or refuses within a millisecond, and a wedged
+ * one gets 50 ms, so the in-process path pays next to nothing. `KILN_DEFAULT_HOST` moves the
+ * probed address (tests run their own daemon without taking the machine's).
+ */
+export async function detectDaemon(signal: AbortSignal, env: NodeJS.ProcessEnv = process.env, timeoutMs = 50): Promise<ConnectOptions | undefined> {
+  const addr = env.KILN_DEFAULT_HOST || defaultDaemonAddress;
+  if (!addr.startsWith("unix:///")) return undefined;
+  const sockPath = addr.slice("unix://".length);
+  const ok = await new Promise<boolean>((resolve) => {
+    const sock = connect(sockPath);
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      sock.destroy();
+      resolve(v);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    signal.addEventListener("abort", onAbort, { once: true });
+    sock.once("connect", () => done(true));
+    sock.once("error", () => done(false));
+  });
+  return ok ? { addr, timeoutMs: 5000 } : undefined;
+}
+
 export async function withClient<T>(signal: AbortSignal, o: ConnectOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const { ControlClient } = await import("../../client/index.js");
   // grpc-js passes an IP address host as the TLS server name, which Node reports with a
   // deprecation warning on stderr; buildctl's output has no such line.
   process.noDeprecation = true;

@@ -203,8 +203,8 @@ export class ControlService {
     const job = this.jobs.start(ref);
     let gw: GatewayBuild | undefined;
     try {
-      if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) throw new KilnError("KILN_UNIMPLEMENTED", "cache import and export are not supported yet");
       const req: SolveRequest = { ref, frontendAttrs: { ...r.FrontendAttrs }, entitlements: r.Entitlements };
+      if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) throw new KilnError("KILN_UNIMPLEMENTED", "cache import and export are not supported yet");
       // An empty request is how BuildKit's clients (buildctl build, buildx) start a build they
       // drive through the gateway API (LLBBridge); registered at once, as their calls follow quickly.
       if (!r.Frontend && !(r.Definition && r.Definition.def.length > 0)) {
@@ -217,12 +217,13 @@ export class ControlService {
       if (r.Exporters.length > 0) req.exporters = r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
       else if (r.Exporter) req.exporter = { type: r.Exporter, attrs: { ...r.ExporterAttrs } };
       let session: Session = anonymousSession();
-      let outputs: ExportOutputs | undefined;
+      let outputs: ExportOutputs | undefined | ExportOutputs[];
       if (r.Session) {
         if (!this.opts.sessions) throw new KilnError("KILN_UNIMPLEMENTED", "sessions are not supported by this daemon");
         const remote = await this.opts.sessions.get(signal, r.Session);
         session = remote;
-        if (remote.supports(fileSendMethod)) outputs = this.sessionOutputs(remote);
+        // Several exporters: each stream names its exporter's index, as BuildKit ≥ 0.13 does.
+        if (remote.supports(fileSendMethod)) outputs = req.exporters ? req.exporters.map((_, i) => this.sessionOutputs(remote, i)) : this.sessionOutputs(remote);
       }
       const res = await this.opts.controller.solve(signal, req, session, outputs, job.progress);
       // BuildKit collects after builds, off the request's path.
@@ -237,11 +238,11 @@ export class ControlService {
   }
 
   /** Exporter destinations on the client: byte streams over FileSend, trees staged here and then sent. */
-  private sessionOutputs(s: RemoteSession): ExportOutputs {
+  private sessionOutputs(s: RemoteSession, exporterId?: number): ExportOutputs {
     const tmpDir = this.opts.tmpDir;
     return {
       async openStream(signal) {
-        const fs = await s.openFileSend(signal, {});
+        const fs = await s.openFileSend(signal, {}, exporterId);
         return {
           stream: fs.stream,
           commit: () => fs.close(),
@@ -257,7 +258,7 @@ export class ControlService {
           path: dir,
           async commit() {
             try {
-              await s.sendDirectory(signal, dir);
+              await s.sendDirectory(signal, dir, exporterId);
             } finally {
               await rm(dir, { recursive: true, force: true });
             }
