@@ -10,6 +10,7 @@ import { TabWriter } from "./tabwriter.js";
 import { collect, withWorker, type GlobalFlags } from "./du.js";
 import { daemonOptions, withClient } from "./daemon.js";
 import { KilnError } from "../../util/index.js";
+import type { LLBFlags } from "./debug-llb.js";
 
 /** Go's time.Duration.String for a whole number of nanoseconds: "48h0m0s", "1.5s", "300ms". */
 export function goDuration(ns: bigint): string {
@@ -150,6 +151,28 @@ export function registerDebug(program: Command, setExit: (code: number) => void)
         const revision = v?.revision ?? "";
         if (flags.format) process.stdout.write(JSON.stringify({ buildkitVersion: { package: pkg, version, revision } }) + "\n");
         else process.stdout.write(`BuildKit: ${pkg} ${version} ${revision}\n`);
+        setExit(0);
+      } catch (err) {
+        setExit(printError(err, g.debug ?? false, false));
+      }
+    });
+  debug
+    .command("llb")
+    .description("write a Dockerfile's LLB definition (protobuf) to stdout, as `buildctl build` reads it on stdin")
+    .argument("[path]", "build context directory")
+    .option("-f, --file <file>", "Dockerfile path (default PATH/Dockerfile)")
+    .option("--target <stage>", "stage to build")
+    .option("--build-arg <k=v>", "build-time variable (repeatable)", collect, [])
+    .option("--platform <list>", "target platform (one)", collect, [])
+    .option("--opt <k=v>", "frontend option (repeatable)", collect, [])
+    .option("--no-cache", "mark the steps to ignore the build cache")
+    .action(async (ctxPath: string | undefined, flags: LLBFlags) => {
+      const g = program.opts<GlobalFlags>();
+      try {
+        if (process.stdout.isTTY) throw new KilnError("KILN_FLAGS", "kiln debug llb writes binary protobuf: redirect stdout to a file or a pipe");
+        const { dockerfileLLB } = await import("./debug-llb.js");
+        const def = await dockerfileLLB(new AbortController().signal, g, ctxPath, flags);
+        await new Promise<void>((resolve, reject) => process.stdout.write(def, (err) => (err ? reject(err) : resolve())));
         setExit(0);
       } catch (err) {
         setExit(printError(err, g.debug ?? false, false));
