@@ -2,7 +2,7 @@
 // concurrent builds), independent vertices in parallel up to a bound.
 import { digestOf, isAbortError, CanceledError, type Digest } from "../util/index.js";
 import { Semaphore } from "./semaphore.js";
-import type { CacheStore, ProgressWriter, Result, Vertex, VertexStatus } from "./types.js";
+import type { CacheStore, KeyDep, ProgressWriter, Result, SolveHooks, Vertex, VertexStatus } from "./types.js";
 
 export interface SolverOptions {
   cache: CacheStore;
@@ -34,8 +34,8 @@ export class Solver {
   }
 
   /** Solves `root` and returns its result (the caller releases it). */
-  async solve(signal: AbortSignal, root: Vertex, index: number, progress: ProgressWriter): Promise<Result> {
-    const job = new Job(this, signal, progress);
+  async solve(signal: AbortSignal, root: Vertex, index: number, progress: ProgressWriter, hooks: SolveHooks = {}): Promise<Result> {
+    const job = new Job(this, signal, progress, hooks);
     try {
       const outs = await job.results(root);
       const r = outs[index];
@@ -109,6 +109,7 @@ class Job {
     private readonly solver: Solver,
     private readonly signal: AbortSignal,
     private readonly progress: ProgressWriter,
+    private readonly hooks: SolveHooks = {},
   ) {}
 
   key(v: Vertex): Promise<Digest> {
@@ -155,13 +156,24 @@ class Job {
     } catch (err) {
       this.fail(v, err);
     }
-    const deps = await Promise.all(
-      v.inputs.map(async (input, i) => {
+    const probe = this.hooks.remote?.probe;
+    if (probe && cm.deps.some((d) => d?.computeDigest)) {
+      const defDeps: KeyDep[] = await Promise.all(v.inputs.map(async (input, i) => ({ key: await this.key(input.vertex), index: input.index, selector: cm.deps[i]?.selector ?? "" })));
+      const info = { key: digestOf(JSON.stringify({ op: cm.digest, deps: defDeps, by: "definition" })), vertex: v, digest: cm.digest, outputs: v.op.outputs, deps: defDeps };
+      if (await probe(this.signal, info)) {
+        this.hooks.onKey?.(info);
+        return info.key;
+      }
+    }
+    const defs: ({ key: Digest; index: number } | undefined)[] = [];
+    const deps: KeyDep[] = await Promise.all(
+      v.inputs.map(async (input, i): Promise<KeyDep> => {
         const dep = cm.deps[i];
         if (dep?.computeDigest) {
           const outs = await this.results(input.vertex);
           const r = outs[input.index];
           if (!r) throw new Error(`vertex ${input.vertex.name} has no output ${input.index}`);
+          defs[i] = { key: await this.key(input.vertex), index: input.index };
           try {
             return { content: await dep.computeDigest(this.signal, r), selector: dep.selector ?? "" };
           } catch (err) {
@@ -171,14 +183,22 @@ class Job {
         return { key: await this.key(input.vertex), index: input.index, selector: dep?.selector ?? "" };
       }),
     );
-    return digestOf(JSON.stringify({ op: cm.digest, deps }));
+    const key = digestOf(JSON.stringify({ op: cm.digest, deps }));
+    if (this.hooks.onKey) {
+      const withDefs = deps.map((d, i) => {
+        const def = defs[i];
+        return "content" in d && def ? { ...d, def } : d;
+      });
+      this.hooks.onKey({ key, vertex: v, digest: cm.digest, outputs: v.op.outputs, deps: withDefs });
+    }
+    return key;
   }
 
   private async computeResults(v: Vertex): Promise<Result[]> {
     const key = await this.key(v);
     const cache = this.solver.cacheStore;
     if (!v.ignoreCache) {
-      const hit = await cache.load(this.signal, key, v.op.outputs);
+      const hit = (await cache.load(this.signal, key, v.op.outputs)) ?? (await this.loadRemote(key, v));
       if (hit) {
         this.hold(hit);
         this.reportSkipped(v);
@@ -203,6 +223,20 @@ class Job {
     });
     this.hold(results);
     return results;
+  }
+
+  /** A remote cache hit becomes a local one, so the next build needs no import. */
+  private async loadRemote(key: Digest, v: Vertex): Promise<Result[] | undefined> {
+    const remote = this.hooks.remote;
+    if (!remote) return undefined;
+    // Keyed apart from executions: a failed import must not stand in for running the step.
+    const rs = await this.solver.runShared(`remote:${key}` as Digest, this.signal, async (signal) => {
+      const got = await remote.load(signal, key, v.op.outputs);
+      if (!got) return [];
+      await this.solver.cacheStore.save(signal, key, got);
+      return got;
+    });
+    return rs.length === v.op.outputs ? rs : undefined;
   }
 
   private async execVertex(signal: AbortSignal, v: Vertex, key: Digest): Promise<Result[]> {

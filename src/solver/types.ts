@@ -64,6 +64,38 @@ export interface CacheStore {
   lock?(signal: AbortSignal, key: Digest): Promise<() => Promise<void>>;
 }
 
+/**
+ * One input of a cache key: the input's own key (definition-based) or its content digest; a
+ * content dep also names the input's key (`def`), which remote caches link as BuildKit does.
+ */
+export type KeyDep = { key: Digest; index: number; selector: string } | { content: Digest; selector: string; def?: { key: Digest; index: number } };
+
+/** How a vertex's cache key was formed, for remote cache export and import. */
+export interface KeyInfo {
+  key: Digest;
+  vertex: Vertex;
+  /** The op's CacheMap digest. */
+  digest: Digest;
+  outputs: number;
+  deps: KeyDep[];
+}
+
+/** Per-solve cache hooks: a remote cache consulted after a local miss, and a record of every key. */
+export interface SolveHooks {
+  /** Sees each key once it is computed (before its result is looked up). */
+  onKey?(info: KeyInfo): void;
+  /** Asked when the local store misses; results it gives are saved locally. */
+  remote?: {
+    load(signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined>;
+    /**
+     * Asked before content is checksummed: whether the remote has a result for this key formed from
+     * its inputs' keys alone. Lets an imported cache hit without materialising inputs (a stage a
+     * COPY --from reads), as BuildKit tries definition keys before content ones.
+     */
+    probe?(signal: AbortSignal, info: KeyInfo): Promise<boolean>;
+  };
+}
+
 // Progress, in BuildKit's StatusResponse shape.
 export interface VertexStatus {
   digest: Digest;
