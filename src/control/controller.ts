@@ -11,7 +11,12 @@ import type { Session } from "../session/types.js";
 import { Solver, VertexError, type ProgressWriter, type Vertex } from "../solver/index.js";
 import { grantEntitlements, type Entitlement, type Worker } from "../worker/index.js";
 import { KilnError, secureJoin, parsePlatform, type Platform } from "../util/index.js";
-import type { ImageConfig } from "../api/oci.js";
+import type { Descriptor, ImageConfig } from "../api/oci.js";
+import { layerBlobs, layerMediaType, parseImageCommit } from "../exporter/index.js";
+import { RegistryResolver } from "../remotes/index.js";
+import { RemoteCache, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
+import { LocalSourceOp, type ResolvedImage } from "../source/index.js";
+import type { Result, SolveHooks } from "../solver/index.js";
 
 export interface SolveRequest {
   ref?: string;
@@ -23,6 +28,8 @@ export interface SolveRequest {
   exporters?: { type: string; attrs: Record<string, string> }[];
   /** Privileges the build asks for (`--allow`): "network.host", "security.insecure". */
   entitlements?: string[];
+  /** BuildKit's CacheOptions: caches to write after the build and to read before it. */
+  cache?: { exports?: CacheEntry[]; imports?: CacheEntry[] };
   /** A frontend for this request only, used instead of `frontend`: the client drives the build through LLBBridge. */
   gateway?: Frontend;
 }
@@ -79,7 +86,21 @@ export class Controller {
       return { exp, out };
     });
     const entitlements = grantEntitlements(req.entitlements ?? [], this.opts.entitlements ?? []);
+    const cacheExports = req.cache?.exports ?? [];
+    checkCacheEntries(cacheExports, "export");
     const held: ImmutableRef[] = [];
+    // Cache hooks and the roots the cache export starts from (the build's results, not the frontend's helper solves).
+    const remote = req.cache?.imports?.length || cacheExports.length ? await RemoteCache.open(signal, req.cache?.imports ?? [], this.remoteCacheDeps(session), progress) : undefined;
+    const solveCtx: SolveCtx = { hooks: remote?.hooks() ?? {}, roots: [] };
+    const exportCache = async (): Promise<void> => {
+      if (!remote || cacheExports.length === 0) return;
+      const keyOf = new Map([...remote.keys.values()].map((k) => [k.vertex, k.key]));
+      const roots = (solveCtx.roots ?? []).flatMap((r) => {
+        const key = keyOf.get(r.vertex);
+        return key ? [{ key, output: r.index }] : [];
+      });
+      await remote.export(signal, cacheExports, roots);
+    };
     try {
       let definition = req.definition;
       let config: Partial<ImageConfig> | undefined;
@@ -87,27 +108,35 @@ export class Controller {
         const fe = req.gateway ?? this.opts.frontends[req.frontend ?? ""];
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
-        const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements), { attrs, sessionId: session.id, buildPlatform: worker.platform });
+        const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements, solveCtx.hooks), { attrs, sessionId: session.id, buildPlatform: worker.platform });
         if (res.refs) {
-          const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, req.frontend, fattrs);
-          if (exporters.length === 0) return {};
+          const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, req.frontend, fattrs, solveCtx);
+          if (exporters.length === 0) {
+            await exportCache();
+            return {};
+          }
           const out: Record<string, string> = {};
           for (const { exp, out: o } of exporters) Object.assign(out, await exp.export(signal, { ref: undefined, platforms: parts, credentials: session.credentials }, o, progress));
           // BuildKit answers with each platform's build info beside what the exporters say.
           for (const p of parts) if (p.buildInfo) out[`containerimage.buildinfo/${p.id}`] = Buffer.from(buildInfoJSON(p.buildInfo, true)).toString("base64");
+          await exportCache();
           return out;
         }
         definition = res.definition;
         const cfg = res.metadata["containerimage.config"];
         if (cfg) config = JSON.parse(Buffer.from(cfg).toString("utf8")) as Partial<ImageConfig>;
       }
-      const ref = definition ? await this.solveDefinition(signal, definition, session, progress, entitlements) : undefined;
+      const ref = definition ? await this.solveDefinition(signal, definition, session, progress, entitlements, solveCtx) : undefined;
       if (ref) held.push(ref);
-      if (exporters.length === 0) return {};
+      if (exporters.length === 0) {
+        await exportCache();
+        return {};
+      }
       const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
       const buildInfo = makeBuildInfo(req.frontend, fattrs, sources);
       const res: Record<string, string> = {};
       for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials }, out, progress));
+      await exportCache();
       return res;
     } finally {
       await Promise.allSettled(held.map((r) => r.release()));
@@ -128,6 +157,7 @@ export class Controller {
     held: ImmutableRef[],
     frontend: string | undefined,
     fattrs: Record<string, string>,
+    ctx: SolveCtx = { hooks: {} },
   ): Promise<ExportPlatform[]> {
     const list = parsePlatformsMetadata(res.metadata);
     if (!list) throw new KilnError("KILN_FRONTEND", "unable to export multiple refs, missing platforms mapping");
@@ -159,7 +189,7 @@ export class Controller {
         loaded.map(async ({ ld, root }) => {
           if (!root) return undefined;
           try {
-            return await this.solveLoaded(ac.signal, ld, root, shown);
+            return await this.solveLoaded(ac.signal, ld, root, shown, ctx);
           } catch (err) {
             if (firstError === undefined) {
               firstError = err;
@@ -188,27 +218,74 @@ export class Controller {
     });
   }
 
-  private async solveLoaded(signal: AbortSignal, loaded: LoadedDefinition, root: { vertex: Vertex; index: number }, progress: ProgressWriter): Promise<ImmutableRef> {
+  private async solveLoaded(signal: AbortSignal, loaded: LoadedDefinition, root: { vertex: Vertex; index: number }, progress: ProgressWriter, ctx: SolveCtx = { hooks: {} }): Promise<ImmutableRef> {
+    ctx.roots?.push(root);
     try {
-      return (await this.solver.solve(signal, root.vertex, root.index, progress)) as ImmutableRef;
+      return (await this.solver.solve(signal, root.vertex, root.index, progress, ctx.hooks)) as ImmutableRef;
     } catch (err) {
       if (err instanceof VertexError) throw toUserError(err, loaded.source);
       throw err;
     }
   }
 
-  private async solveDefinition(signal: AbortSignal, definition: Uint8Array, session: Session, progress: ProgressWriter, entitlements: ReadonlySet<Entitlement>): Promise<ImmutableRef | undefined> {
+  private async solveDefinition(signal: AbortSignal, definition: Uint8Array, session: Session, progress: ProgressWriter, entitlements: ReadonlySet<Entitlement>, ctx: SolveCtx = { hooks: {} }): Promise<ImmutableRef | undefined> {
     const loaded = loadDefinition(definition);
     const root = this.opts.worker.load(loaded, session, entitlements);
     if (!root) return undefined;
-    return this.solveLoaded(signal, loaded, root, progress);
+    return this.solveLoaded(signal, loaded, root, progress, ctx);
   }
 
-  private bridge(session: Session, progress: ProgressWriter, held: ImmutableRef[], entitlements: ReadonlySet<Entitlement>): FrontendBridge {
+  /** What the remote cache needs from the worker, for one build's session. */
+  private remoteCacheDeps(session: Session): RemoteCacheDeps {
+    const worker = this.opts.worker;
+    return {
+      content: worker.content,
+      resolver: () => new RegistryResolver({ hosts: this.opts.registries ?? {}, credentials: session.credentials, chunkSize: 16 << 20 }),
+      layerBlobs: async (signal, result, attrs) => {
+        const commit = parseImageCommit("oci", attrs);
+        const layers = await layerBlobs(signal, worker.mgr, worker.content, result as ImmutableRef, { compression: commit.compression });
+        return layers.map((l): Descriptor => ({
+          mediaType: layerMediaType(l.mediaType, commit.ociMediaTypes),
+          digest: l.digest,
+          size: l.size,
+          annotations: { [annotationUncompressed]: l.diffId, [annotationCreatedAt]: goTime(l.record.createdAt) },
+        }));
+      },
+      unpack: async (signal, layers, fetch, progress, vertex) => {
+        // The image puller's unpack already shares layer snapshots by blob and parent; a cache chain is an image without a config.
+        const img = {
+          ref: "remote cache",
+          config: { rootfs: { type: "layers", diff_ids: layers.map((l) => l.annotations?.[annotationUncompressed]) } },
+          layers,
+          pulled: {
+            fetchBlob: async (s: AbortSignal, d: Descriptor) => {
+              await fetch(s, d);
+              return { digest: d.digest, size: d.size };
+            },
+          },
+        } as unknown as ResolvedImage;
+        const ref = await worker.images.unpack(signal, img, progress, vertex);
+        if (ref) {
+          // Layers made here take the times the cache recorded, so image history (and digest) match the exporting build's.
+          ref.chain().forEach((rec, i) => {
+            const at = Date.parse(layers[i]?.annotations?.[annotationCreatedAt] ?? "");
+            if (rec.description === "pulled from remote cache" && Number.isFinite(at) && rec.createdAt !== at) worker.mgr.db.updateRef(rec.id, { createdAt: at });
+          });
+          return ref;
+        }
+        const mut = await worker.mgr.newMutable(undefined, "empty result from remote cache");
+        return mut.commit();
+      },
+      loadLocal: (signal, key, outputs): Promise<Result[] | undefined> => worker.store.load(signal, key, outputs),
+      volatile: (info) => info.vertex.op instanceof LocalSourceOp,
+    };
+  }
+
+  private bridge(session: Session, progress: ProgressWriter, held: ImmutableRef[], entitlements: ReadonlySet<Entitlement>, hooks: SolveHooks = {}): FrontendBridge {
     const refs = new Map<string, ImmutableRef | undefined>();
     return {
       solve: async (signal, def) => {
-        const ref = await this.solveDefinition(signal, def, session, progress, entitlements);
+        const ref = await this.solveDefinition(signal, def, session, progress, entitlements, { hooks });
         if (ref) held.push(ref);
         const id = randomBytes(8).toString("hex");
         refs.set(id, ref);
@@ -245,6 +322,12 @@ export class Controller {
       },
     };
   }
+}
+
+/** The cache hooks of one build, and where its results' roots are collected (absent for helper solves). */
+interface SolveCtx {
+  hooks: SolveHooks;
+  roots?: { vertex: Vertex; index: number }[];
 }
 
 /** Turns a vertex failure into one user-facing error, with the Dockerfile lines when known. */

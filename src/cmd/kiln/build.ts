@@ -32,6 +32,10 @@ interface BuildFlags {
   secret: string[];
   ssh: string[];
   refFile?: string;
+  exportCache: string[];
+  importCache: string[];
+  cacheTo: string[];
+  cacheFrom: string[];
 }
 
 export interface GlobalFlags extends DaemonFlags {
@@ -60,6 +64,10 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--metadata-file <file>", "write the build result's metadata as JSON")
     .option("--allow <entitlement>", "allow an extra privilege: network.host, security.insecure (repeatable)", collect, [])
     .option("--secret <spec>", "secret for RUN --mount=type=secret: id=ID,src=PATH | id=ID,env=VAR (repeatable)", collect, [])
+    .option("--export-cache <spec>", "export build cache: type=registry,ref=REF | type=local,dest=DIR [,mode=max,...] (repeatable)", collect, [])
+    .option("--import-cache <spec>", "import build cache: type=registry,ref=REF | type=local,src=DIR (repeatable)", collect, [])
+    .option("--cache-to <spec>", "same as --export-cache (a bare REF means type=registry,ref=REF)", collect, [])
+    .option("--cache-from <spec>", "same as --import-cache (a bare REF means type=registry,ref=REF)", collect, [])
     .option("--ssh <spec>", "ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)", collect, [])
     .option("--ref-file <file>", "write the build ref to a file")
     .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
@@ -105,10 +113,21 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
   if (process.env.SOURCE_DATE_EPOCH !== undefined && attrs["build-arg:SOURCE_DATE_EPOCH"] === undefined) attrs["build-arg:SOURCE_DATE_EPOCH"] = process.env.SOURCE_DATE_EPOCH;
   const req: SolveRequest = { frontend, frontendAttrs: attrs };
   if (flags.allow.length > 0) req.entitlements = flags.allow;
+  const cacheExports = [...(flags.exportCache ?? []), ...(flags.cacheTo ?? [])].map(parseCacheSpec);
+  const cacheImports = [...(flags.importCache ?? []), ...(flags.cacheFrom ?? [])].map(parseCacheSpec);
+  if (cacheExports.length > 0 || cacheImports.length > 0) req.cache = { exports: cacheExports, imports: cacheImports };
   const exporters = exportersFromFlags(flags);
   if (exporters.length === 1) req.exporter = exporters[0];
   else if (exporters.length > 1) req.exporters = exporters;
   return { req, dirs };
+}
+
+/** A cache entry as buildctl and buildx spell it; local paths are made absolute here, on the client. */
+export function parseCacheSpec(spec: string): { type: string; attrs: Record<string, string> } {
+  if (!spec.includes("=")) return { type: "registry", attrs: { ref: spec } };
+  const e = parseOutputSpec(spec);
+  for (const k of ["dest", "src"]) if (e.type === "local" && e.attrs[k]) e.attrs[k] = path.resolve(e.attrs[k]);
+  return e;
 }
 
 /**

@@ -204,7 +204,9 @@ export class ControlService {
     let gw: GatewayBuild | undefined;
     try {
       const req: SolveRequest = { ref, frontendAttrs: { ...r.FrontendAttrs }, entitlements: r.Entitlements };
-      if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) throw new KilnError("KILN_UNIMPLEMENTED", "cache import and export are not supported yet");
+      if ((r.Cache?.Exports.length ?? 0) > 0 || (r.Cache?.Imports.length ?? 0) > 0) {
+        req.cache = { exports: (r.Cache?.Exports ?? []).map((e) => ({ type: e.Type, attrs: { ...e.Attrs } })), imports: (r.Cache?.Imports ?? []).map((e) => ({ type: e.Type, attrs: { ...e.Attrs } })) };
+      }
       // An empty request is how BuildKit's clients (buildctl build, buildx) start a build they
       // drive through the gateway API (LLBBridge); registered at once, as their calls follow quickly.
       if (!r.Frontend && !(r.Definition && r.Definition.def.length > 0)) {

@@ -1,0 +1,239 @@
+// Where caches live: a local OCI layout directory (buildctl's `type=local`) and a registry
+// repository (`type=registry`). Both hold BuildKit's shape: an index whose manifests are the layer
+// blobs plus one cacheconfig blob (or, with image-manifest=true, an image manifest with the
+// cacheconfig as its config).
+import { createReadStream } from "node:fs";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { randomBytes, createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import type { Descriptor, Index, Manifest } from "../api/oci.js";
+import type { ContentStore } from "../content/types.js";
+import { formatReference, type Reference, type Resolver } from "../remotes/index.js";
+import { KilnError, assertDigest, digestOf, isDigest, type Digest } from "../util/index.js";
+import { cacheConfigMediaType, parseConfig } from "./config.js";
+import type { ImportedConfig } from "./graph.js";
+
+/** Where an exported cache goes. */
+export interface CacheTarget {
+  readonly name: string;
+  hasBlob(signal: AbortSignal, desc: Descriptor): Promise<boolean>;
+  putBlob(signal: AbortSignal, desc: Descriptor, open: () => Readable): Promise<void>;
+  /** Puts the top document (index or manifest) last, so a half-written cache is never visible. */
+  putRoot(signal: AbortSignal, desc: Descriptor, body: Uint8Array): Promise<void>;
+}
+
+/** Where an imported cache comes from. */
+export interface CacheSource {
+  readonly name: string;
+  /** The top document's descriptor; throws when there is none. */
+  resolve(signal: AbortSignal): Promise<Descriptor>;
+  read(signal: AbortSignal, desc: Descriptor): Promise<Buffer>;
+  /** Brings a blob into the content store (verified). */
+  fetch(signal: AbortSignal, content: ContentStore, desc: Descriptor): Promise<void>;
+}
+
+const maxDocBytes = 64 << 20;
+
+async function readAll(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of stream) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > limit) {
+      stream.destroy();
+      throw new KilnError("KILN_CACHE_IMPORT", `document larger than ${limit} bytes`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}
+
+function verify(desc: Descriptor, body: Buffer): Buffer {
+  if (digestOf(body) !== desc.digest) throw new KilnError("KILN_DIGEST_MISMATCH", `blob ${desc.digest}: content is ${digestOf(body)}`);
+  return body;
+}
+
+// ---- local: an OCI image layout directory ----
+
+const refNameAnnotation = "org.opencontainers.image.ref.name";
+
+export class LocalCacheDir implements CacheTarget, CacheSource {
+  constructor(
+    readonly dir: string,
+    private readonly tag = "latest",
+    private readonly digest?: string,
+  ) {}
+
+  get name(): string {
+    return this.dir;
+  }
+
+  private blobFile(d: string): string {
+    const dg = assertDigest(d);
+    return path.join(this.dir, "blobs", ...dg.split(":"));
+  }
+
+  async hasBlob(_signal: AbortSignal, desc: Descriptor): Promise<boolean> {
+    try {
+      return (await stat(this.blobFile(desc.digest))).size === desc.size;
+    } catch {
+      return false;
+    }
+  }
+
+  async putBlob(signal: AbortSignal, desc: Descriptor, openSrc: () => Readable): Promise<void> {
+    if (await this.hasBlob(signal, desc)) return;
+    const dest = this.blobFile(desc.digest);
+    await mkdir(path.dirname(dest), { recursive: true });
+    const tmp = `${dest}.${randomBytes(6).toString("hex")}.tmp`;
+    const fh = await open(tmp, "w");
+    try {
+      const hash = createHash("sha256");
+      let size = 0;
+      const src = openSrc();
+      try {
+        for await (const c of src as AsyncIterable<Buffer>) {
+          signal.throwIfAborted();
+          hash.update(c);
+          size += c.length;
+          await fh.write(c);
+        }
+      } finally {
+        src.destroy();
+      }
+      const got = `sha256:${hash.digest("hex")}`;
+      if (got !== desc.digest || size !== desc.size) throw new KilnError("KILN_DIGEST_MISMATCH", `blob ${desc.digest}: wrote ${got} (${size} bytes)`);
+      await fh.sync();
+      await fh.close();
+      await rename(tmp, dest);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  private async writeSmall(file: string, body: Uint8Array): Promise<void> {
+    const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+    const fh = await open(tmp, "w");
+    try {
+      await fh.writeFile(body);
+      await fh.sync();
+      await fh.close();
+      await rename(tmp, file);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async putRoot(signal: AbortSignal, desc: Descriptor, body: Uint8Array): Promise<void> {
+    await this.putBlob(signal, desc, () => bufferStream(body));
+    await mkdir(this.dir, { recursive: true });
+    await this.writeSmall(path.join(this.dir, "oci-layout"), Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+    const index = await this.readIndex();
+    // One entry per tag: the new cache replaces the tag's old one, other tags stay.
+    const manifests = (index?.manifests ?? []).filter((m) => m.annotations?.[refNameAnnotation] !== this.tag);
+    manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: { [refNameAnnotation]: this.tag } });
+    const out: Index = { schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests };
+    await this.writeSmall(path.join(this.dir, "index.json"), Buffer.from(JSON.stringify(out)));
+  }
+
+  private async readIndex(): Promise<Index | undefined> {
+    try {
+      return JSON.parse(await readFile(path.join(this.dir, "index.json"), "utf8")) as Index;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async resolve(_signal: AbortSignal): Promise<Descriptor> {
+    if (this.digest) {
+      if (!isDigest(this.digest)) throw new KilnError("KILN_CACHE_IMPORT", `invalid digest ${this.digest}`);
+      const st = await stat(this.blobFile(this.digest));
+      return { mediaType: "", digest: this.digest, size: st.size };
+    }
+    const index = await this.readIndex();
+    const m = index?.manifests.find((x) => x.annotations?.[refNameAnnotation] === this.tag);
+    if (!m) throw new KilnError("KILN_CACHE_IMPORT", `no cache tagged ${JSON.stringify(this.tag)} in ${this.dir}`);
+    return m;
+  }
+
+  async read(_signal: AbortSignal, desc: Descriptor): Promise<Buffer> {
+    return verify(desc, await readFile(this.blobFile(desc.digest)));
+  }
+
+  async fetch(signal: AbortSignal, content: ContentStore, desc: Descriptor): Promise<void> {
+    if (await content.has(desc.digest as Digest)) return;
+    await content.ingest(signal, createReadStream(this.blobFile(desc.digest)), { digest: desc.digest as Digest, size: desc.size });
+  }
+}
+
+function bufferStream(body: Uint8Array): Readable {
+  return Readable.from([Buffer.from(body)]);
+}
+
+// ---- registry ----
+
+export class RegistryCacheRef implements CacheTarget, CacheSource {
+  constructor(
+    private readonly resolver: Resolver,
+    private readonly ref: Reference,
+  ) {}
+
+  get name(): string {
+    return formatReference(this.ref);
+  }
+
+  hasBlob(signal: AbortSignal, desc: Descriptor): Promise<boolean> {
+    return this.resolver.exists(signal, this.ref, desc);
+  }
+
+  putBlob(signal: AbortSignal, desc: Descriptor, openSrc: () => Readable): Promise<void> {
+    return this.resolver.pushBlob(signal, this.ref, desc, openSrc);
+  }
+
+  putRoot(signal: AbortSignal, desc: Descriptor, body: Uint8Array): Promise<void> {
+    return this.resolver.pushManifest(signal, this.ref, desc, body);
+  }
+
+  async resolve(signal: AbortSignal): Promise<Descriptor> {
+    return (await this.resolver.resolve(signal, this.ref)).descriptor;
+  }
+
+  async read(signal: AbortSignal, desc: Descriptor): Promise<Buffer> {
+    return verify(desc, await readAll(await this.resolver.fetch(signal, this.ref, desc), maxDocBytes));
+  }
+
+  async fetch(signal: AbortSignal, content: ContentStore, desc: Descriptor): Promise<void> {
+    if (await content.has(desc.digest as Digest)) return;
+    const body = await this.resolver.fetch(signal, this.ref, desc);
+    try {
+      await content.ingest(signal, body, { digest: desc.digest as Digest, size: desc.size });
+    } finally {
+      body.destroy();
+    }
+  }
+}
+
+/** Reads a cache's top document and its config: an index of blobs + cacheconfig, or an image manifest whose config is the cacheconfig. */
+export async function readCache(signal: AbortSignal, src: CacheSource): Promise<ImportedConfig> {
+  const top = await src.resolve(signal);
+  const doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
+  let configDesc: Descriptor | undefined;
+  let layers: Descriptor[] = [];
+  if (Array.isArray(doc.manifests)) {
+    configDesc = doc.manifests.find((m) => m.mediaType === cacheConfigMediaType);
+    layers = doc.manifests.filter((m) => m.mediaType !== cacheConfigMediaType);
+  } else if (doc.config && Array.isArray(doc.layers)) {
+    if (doc.config.mediaType === cacheConfigMediaType) configDesc = doc.config;
+    layers = doc.layers;
+  }
+  if (!configDesc) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: ${top.digest} holds no ${cacheConfigMediaType}`);
+  const config = parseConfig(await src.read(signal, configDesc));
+  return { config, descriptors: new Map(layers.map((d) => [d.digest as Digest, d])) };
+}

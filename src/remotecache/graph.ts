@@ -1,0 +1,181 @@
+// From the solver's keys to cache records (export) and back (import matching). A record stands for
+// one output of one key: its digest is outputKey(CacheMap digest, output), its inputs link to the
+// records of the keys it was formed from, or to content roots (outputKey(content, −1)) for inputs
+// keyed by their content — the same graph BuildKit writes, queried the way BuildKit queries it.
+import type { Descriptor } from "../api/oci.js";
+import type { KeyInfo } from "../solver/types.js";
+import { digestOf, type Digest } from "../util/index.js";
+import { annotationCreatedAt, annotationUncompressed, goTime, layerChain, outputKey, sortConfig, type CacheConfig, type CacheInput, type CacheRecord } from "./config.js";
+
+/** Selectors travel as digests, as BuildKit's do; the empty selector stays empty. */
+export function selectorOf(s: string): string {
+  return s ? digestOf(s) : "";
+}
+
+export type CacheMode = "min" | "max";
+
+/** A result's layers, base first, with their diffIDs in the `containerd.io/uncompressed` annotation. */
+export type LayersFor = (key: Digest, output: number) => Promise<Descriptor[] | undefined>;
+
+export interface BuiltConfig {
+  config: CacheConfig;
+  /** Every layer blob the config names. */
+  blobs: Map<Digest, Descriptor>;
+}
+
+/**
+ * Walks from `roots` through the keys they were formed from. `min` gives the roots results; `max`
+ * every record whose key has a result (`layersFor` answers undefined for the rest).
+ */
+export async function buildConfig(
+  signal: AbortSignal,
+  keys: ReadonlyMap<Digest, KeyInfo>,
+  roots: { key: Digest; output: number }[],
+  mode: CacheMode,
+  layersFor: LayersFor,
+  /** Keys that do not follow content (a local context's transfer): never exported, as BuildKit drops its random keys. */
+  volatile: (info: KeyInfo) => boolean = () => false,
+): Promise<BuiltConfig> {
+  const records: CacheRecord[] = [];
+  const recordIndex = new Map<string, number>();
+  const withResult: { rec: CacheRecord; key: Digest; output: number }[] = [];
+
+  const contentRecord = (content: Digest): number => {
+    const id = `content:${content}`;
+    let i = recordIndex.get(id);
+    if (i === undefined) {
+      i = records.push({ digest: outputKey(content, -1), inputs: [], results: [], chains: [] }) - 1;
+      recordIndex.set(id, i);
+    }
+    return i;
+  };
+  // Returns undefined when some input has nothing to link to (BuildKit drops such records too).
+  const keyRecord = (key: Digest, output: number, isRoot: boolean): number | undefined => {
+    const id = `${key}@${output}`;
+    const known = recordIndex.get(id);
+    if (known !== undefined) return known;
+    const info = keys.get(key);
+    if (!info || volatile(info)) return undefined;
+    const inputs: CacheInput[][] = [];
+    for (const dep of info.deps) {
+      if ("content" in dep) {
+        // Both ways to the input, so an importer can hit before it has the input's content.
+        const byDef = dep.def ? keyRecord(dep.def.key, dep.def.index, false) : undefined;
+        const links = [{ selector: "", link: contentRecord(dep.content) }];
+        if (byDef !== undefined) links.push({ selector: selectorOf(dep.selector), link: byDef });
+        inputs.push(links);
+        continue;
+      }
+      const link = keyRecord(dep.key, dep.index, false);
+      if (link === undefined) return undefined;
+      inputs.push([{ selector: selectorOf(dep.selector), link }]);
+    }
+    const rec: CacheRecord = { digest: outputKey(info.digest, output), inputs, results: [], chains: [] };
+    const i = records.push(rec) - 1;
+    recordIndex.set(id, i);
+    if (isRoot || mode === "max") withResult.push({ rec, key, output });
+    return i;
+  };
+  for (const r of roots) keyRecord(r.key, r.output, true);
+
+  const layers: CacheConfig["layers"] = [];
+  const chainIndex = new Map<string, number>();
+  const blobs = new Map<Digest, Descriptor>();
+  for (const { rec, key, output } of withResult) {
+    signal.throwIfAborted();
+    const descs = await layersFor(key, output);
+    if (!descs || descs.length === 0) continue;
+    let parent = -1;
+    let chainId = "";
+    for (const d of descs) {
+      chainId = `${d.digest}${chainId ? `/${chainId}` : ""}`;
+      let li = chainIndex.get(chainId);
+      if (li === undefined) {
+        li = layers.push({ blob: d.digest as Digest, parent }) - 1;
+        chainIndex.set(chainId, li);
+      }
+      blobs.set(d.digest as Digest, d);
+      parent = li;
+    }
+    const top = descs[descs.length - 1];
+    rec.results.push({ layer: parent, createdAt: top?.annotations?.[annotationCreatedAt] ?? goTime(Date.now()) });
+  }
+  return { config: sortConfig({ layers, records }), blobs };
+}
+
+/** One imported cache: its config and where its layer blobs are described. */
+export interface ImportedConfig {
+  config: CacheConfig;
+  descriptors: ReadonlyMap<Digest, Descriptor>;
+}
+
+/** A remote result: the layers of one record's result, base first. */
+export interface RemoteResult {
+  layers: Descriptor[];
+}
+
+/** Answers "which records of this config stand for this key's output" the way BuildKit's cache storage does. */
+export class ConfigMatcher {
+  private readonly byDigest = new Map<Digest, number[]>();
+  private readonly memo = new Map<string, Set<number>>();
+
+  constructor(
+    readonly imported: ImportedConfig,
+    private readonly keys: ReadonlyMap<Digest, KeyInfo>,
+  ) {
+    imported.config.records.forEach((r, i) => {
+      const list = this.byDigest.get(r.digest) ?? [];
+      list.push(i);
+      this.byDigest.set(r.digest, list);
+    });
+  }
+
+  matches(key: Digest, output: number): Set<number> {
+    const id = `${key}@${output}`;
+    const known = this.memo.get(id);
+    if (known) return known;
+    // Guards against a key graph that loops back on itself while this entry is being worked out.
+    const out = new Set<number>();
+    this.memo.set(id, out);
+    const info = this.keys.get(key);
+    if (!info) return out;
+    const recs = this.imported.config.records;
+    // Per input, the (selector, records) pairs a link may match: its key's records, or its content root.
+    const allowed = info.deps.map((dep) => {
+      if (!("content" in dep)) return [{ selector: selectorOf(dep.selector), links: this.matches(dep.key, dep.index) }];
+      const alts = [{ selector: "", links: new Set(this.byDigest.get(outputKey(dep.content, -1)) ?? []) }];
+      if (dep.def) alts.push({ selector: selectorOf(dep.selector), links: this.matches(dep.def.key, dep.def.index) });
+      return alts;
+    });
+    for (const ri of this.byDigest.get(outputKey(info.digest, output)) ?? []) {
+      const r = recs[ri];
+      if (!r || r.inputs.length !== allowed.length) continue;
+      const ok = allowed.every((alts, i) => (r.inputs[i] ?? []).some((x) => alts.some((a) => x.selector === a.selector && a.links.has(x.link))));
+      if (ok) out.add(ri);
+    }
+    return out;
+  }
+
+  /** The first matching record's result whose blobs are all described. */
+  result(key: Digest, output: number): RemoteResult | undefined {
+    const cc = this.imported.config;
+    for (const ri of this.matches(key, output)) {
+      const r = cc.records[ri];
+      if (!r) continue;
+      const chains = [...r.results.map((x) => layerChain(cc, x.layer)), ...r.chains.map((c) => c.layers.map((l) => cc.layers[l]).filter((l) => l !== undefined))];
+      for (const chain of chains) {
+        const descs = chain.map((l) => this.describe(l));
+        if (descs.length > 0 && descs.every((d) => d !== undefined)) return { layers: descs as Descriptor[] };
+      }
+    }
+    return undefined;
+  }
+
+  private describe(l: CacheConfig["layers"][number]): Descriptor | undefined {
+    const d = this.imported.descriptors.get(l.blob);
+    if (d) return d;
+    const a = l.annotations;
+    if (!a?.mediaType || !a.diffID || !a.size) return undefined;
+    return { mediaType: a.mediaType, digest: l.blob, size: a.size, annotations: { [annotationUncompressed]: a.diffID } };
+  }
+}

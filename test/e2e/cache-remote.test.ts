@@ -1,0 +1,103 @@
+// Build cache that travels: export from one root, import into a fresh one, and the rebuild runs no
+// RUN and gives the same image; a partial match runs only the changed tail; a missing cache warns.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+
+let envs: KilnEnv[] = [];
+before(async () => {
+  envs = [];
+});
+after(async () => {
+  for (const e of envs) await e.close();
+  await stopSharedRegistry();
+});
+
+async function freshEnv(): Promise<KilnEnv> {
+  const e = await kilnEnv();
+  envs.push(e);
+  return e;
+}
+
+const dockerfile = [
+  "FROM busybox AS build",
+  "COPY a.txt /a",
+  "RUN echo built-$(cat /a) > /out && echo ran-build-step",
+  "FROM busybox",
+  "COPY --from=build /out /out",
+  "COPY b.txt /b",
+  "RUN cat /out /b > /final && echo ran-final-step",
+].join("\n");
+
+async function build(env: KilnEnv, ctx: string, extra: string[]): Promise<{ states: Map<string, string>; stderr: string; digest: string }> {
+  const md = path.join(env.tmp, `md-${Math.random().toString(36).slice(2)}.json`);
+  const r = await env.run(["build", ctx, "-o", `type=oci,dest=${path.join(env.tmp, "out.tar")}`, "--metadata-file", md, ...extra]);
+  assert.equal(r.code, 0, r.stderr);
+  const meta = JSON.parse(await readFile(md, "utf8").catch(() => assert.fail(`no metadata file:\n${r.stderr}`))) as Record<string, string>;
+  return { states: stepStates(r.stderr), stderr: r.stderr, digest: meta["containerimage.digest"] ?? "" };
+}
+
+function runs(states: Map<string, string>): string[] {
+  return [...states].filter(([name, st]) => name.includes(" RUN ") && st === "DONE").map(([name]) => name);
+}
+
+async function roundTrip(exportFlag: (mode: string) => string, importFlag: string, mode: string): Promise<void> {
+  const a = await freshEnv();
+  const files = { Dockerfile: dockerfile, "a.txt": `A ${mode} ${importFlag}\n`, "b.txt": "B\n" };
+  const ctxA = await a.context(files);
+  const first = await build(a, ctxA, ["--export-cache", exportFlag(mode)]);
+  assert.equal(runs(first.states).length, 2, first.stderr);
+  assert.match(first.stderr, /exporting cache to/);
+
+  const b = await freshEnv();
+  const ctxB = await b.context(files);
+  const second = await build(b, ctxB, ["--import-cache", importFlag]);
+  assert.deepEqual(runs(second.states), [], second.stderr);
+  assert.equal(second.digest, first.digest, "the image is identical");
+  assert.doesNotMatch(second.stderr, /^#\d+ \d+\.\d+ ran-/m, "no RUN printed output");
+}
+
+test("local cache, mode=min: a fresh root rebuilds with every step cached and the same image", async () => {
+  const dir = path.join((await freshEnv()).tmp, "cache-min");
+  await roundTrip((m) => `type=local,dest=${dir},mode=${m}`, `type=local,src=${dir}`, "min");
+});
+
+test("local cache, mode=max: every stage is cached; a change in the last stage runs only the tail", async () => {
+  const scratch = await freshEnv();
+  const dir = path.join(scratch.tmp, "cache-max");
+  await roundTrip((m) => `type=local,dest=${dir},mode=${m}`, `type=local,src=${dir}`, "max");
+  // BuildKit's layout: index.json names an index of layer blobs plus one cacheconfig.
+  const index = JSON.parse(await readFile(path.join(dir, "index.json"), "utf8")) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  assert.equal(index.manifests[0]?.annotations?.["org.opencontainers.image.ref.name"], "latest");
+  const top = JSON.parse(await readFile(path.join(dir, "blobs", ...index.manifests[0]!.digest.split(":")), "utf8")) as { manifests: { mediaType: string }[] };
+  assert.equal(top.manifests.at(-1)?.mediaType, "application/vnd.buildkit.cacheconfig.v0");
+
+  const c = await freshEnv();
+  const ctx = await c.context({ Dockerfile: dockerfile, "a.txt": "A max type=local,src=" + dir + "\n", "b.txt": "B changed\n" });
+  const r = await build(c, ctx, ["--import-cache", `type=local,src=${dir}`]);
+  const ran = runs(r.states);
+  assert.equal(ran.length, 1, r.stderr);
+  assert.match(ran[0]!, /ran-final-step/);
+});
+
+test("registry cache (--cache-to/--cache-from): round trip through the registry", async () => {
+  const env = await freshEnv();
+  const ref = `${env.registryHost}/kiln-cache/app:cache-${process.pid}`;
+  await roundTrip((m) => `type=registry,ref=${ref},mode=${m}`, ref, "max");
+});
+
+test("a missing cache warns and the build goes on; a failing export fails the build unless ignore-error=true", async () => {
+  const env = await freshEnv();
+  const ctx = await env.context({ Dockerfile: "FROM busybox\nRUN echo hi > /x\n" });
+  const missing = await env.run(["build", ctx, "--import-cache", `type=local,src=${path.join(env.tmp, "nope")}`, "--import-cache", `type=registry,ref=${env.registryHost}/kiln-cache/none:missing`]);
+  assert.equal(missing.code, 0, missing.stderr);
+  assert.match(missing.stderr, /importing cache manifest from/);
+  const blocker = path.join(env.tmp, "blocker");
+  await writeFile(blocker, "a file where a directory should be");
+  const failed = await env.run(["build", ctx, "--export-cache", `type=local,dest=${path.join(blocker, "sub")}`]);
+  assert.notEqual(failed.code, 0, failed.stderr);
+  const ignored = await env.run(["build", ctx, "--export-cache", `type=local,dest=${path.join(blocker, "sub")},ignore-error=true`]);
+  assert.equal(ignored.code, 0, ignored.stderr);
+});
