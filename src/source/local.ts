@@ -38,7 +38,11 @@ export class LocalSourceOp implements Op {
   async cacheMap(signal: AbortSignal): Promise<CacheMap> {
     const entries = await this.list(signal);
     const meta = entries.map((e) => `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size}\0${e.mtimeMs}\0${e.linkname ?? ""}`).join("\n");
-    return { digest: digestOf(`local:${this.sharedKey}:${this.name}\n${meta}`), deps: [] };
+    // The client's directory is part of the key: two clients' contexts whose files agree in
+    // name, size and mtime (written in the same millisecond, or with normalised times) are
+    // still different contexts, and must not share a result.
+    const dir = this.deps.localDirs.sharedKey?.(this.name) ?? "";
+    return { digest: digestOf(`local:${this.sharedKey}:${this.name}:${dir}\n${meta}`), deps: [] };
   }
 
   async exec(signal: AbortSignal, _ctx: OpContext): Promise<Result[]> {
