@@ -162,6 +162,20 @@ void test("kiln debug llb writes a Definition whose last op is a bare reference 
   for (const o of ops) if (o.op.op.case === "source" && o.op.op.value.identifier.startsWith("local://")) assert.ok(o.op.op.value.attrs["local.unique"]);
 });
 
+void test("kiln build reads a Definition from stdin (buildctl's form without --frontend), in process and through kilnd", async () => {
+  const ctx = await env.context({ Dockerfile: "FROM busybox\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copy.txt\n", "data.txt": "from stdin llb\n" });
+  const def = await debugLLB([ctx]);
+  for (const [i, where] of [[], ["--addr", `unix://${daemon.sock}`]].entries()) {
+    const out = path.join(env.tmp, `stdin-llb-${i}`);
+    const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), ...(where.length > 0 ? where : ["--root", env.root, "--config", env.config]), "build", "--local", `context=${ctx}`, "-o", `type=local,dest=${out}`, "--progress", "plain"], { stdio: ["pipe", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.stdin.end(def);
+    assert.equal(await new Promise((resolve) => child.on("close", resolve)), 0, err);
+    assert.equal(await readFile(path.join(out, "copy.txt"), "utf8"), "from stdin llb\n");
+  }
+});
+
 void test("BuildKit's buildctl builds through kilnd: oci tarball, build args, target, a failing RUN, and kiln's LLB on stdin", { skip: existsSync(buildctl) ? false : `no ${buildctl}` }, async () => {
   const addr = `unix://${daemon.sock}`;
   const ctx = await env.context({ Dockerfile: "FROM busybox AS base\nARG WHO=nobody\nRUN echo \"hi $WHO\" > /who\nFROM base AS other\nRUN exit 1\n", "f.txt": "x\n" });

@@ -6,7 +6,8 @@ import { Writable } from "node:stream";
 import path from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { control } from "../../api/index.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { pb, type control } from "../../api/index.js";
 import { ControlClient, type ConnectOptions } from "../../client/index.js";
 import type { SolveRequest } from "../../control/index.js";
 import { DockerConfigCredentials } from "../../remotes/credentials.js";
@@ -125,7 +126,7 @@ export async function buildThroughDaemon(
     {
       Frontend: req.frontend ?? "",
       FrontendAttrs: req.frontendAttrs ?? {},
-      Definition: undefined,
+      Definition: req.definition ? fromBinary(pb.DefinitionSchema, req.definition) : undefined,
       // BuildKit v0.11's fields carry the first (or only) output, so an older daemon still builds
       // a one-output request; newer ones read the list, as BuildKit ≥ 0.13's client sends both.
       Exporter: first?.type ?? "",

@@ -10,6 +10,7 @@ import type { SolveRequest } from "../../control/index.js";
 import { CanceledError, KilnError } from "../../util/index.js";
 import type { ProgressWriter } from "../../solver/index.js";
 import { daemonOptions, detectDaemon, type DaemonFlags } from "./daemon.js";
+import { localDirFlags, readStdinDefinition } from "./build-stdin.js";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -181,6 +182,15 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
   const ref = newID();
   try {
     const { req, dirs } = toRequest(ctxPath, flags);
+    // buildctl's form with no frontend: the LLB comes on stdin, the directories from --local.
+    const stdinDef = !flags.frontend && ctxPath === undefined ? await readStdinDefinition() : undefined;
+    if (stdinDef) {
+      delete req.frontend;
+      delete req.frontendAttrs?.filename;
+      req.definition = stdinDef;
+      for (const k of Object.keys(dirs)) delete dirs[k];
+      Object.assign(dirs, localDirFlags(flags.local));
+    }
     if (req.frontend === "dockerfile.v0" && !flags.frontend) {
       const df = path.join(dirs.dockerfile!, req.frontendAttrs!.filename!);
       await access(df).catch(() => {
