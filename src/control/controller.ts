@@ -14,7 +14,7 @@ import { KilnError, secureJoin, parsePlatform, type Platform } from "../util/ind
 import type { Descriptor, ImageConfig } from "../api/oci.js";
 import { layerBlobs, layerMediaType, parseImageCommit } from "../exporter/index.js";
 import { RegistryResolver } from "../remotes/index.js";
-import { RemoteCache, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
+import { RemoteCache, inlineCacheKey, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
 import { LocalSourceOp, type ResolvedImage } from "../source/index.js";
 import type { Result, SolveHooks } from "../solver/index.js";
 
@@ -135,6 +135,7 @@ export class Controller {
       const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
       const buildInfo = makeBuildInfo(req.frontend, fattrs, sources);
       const res: Record<string, string> = {};
+      if (remote && ref && cacheExports.some((e) => e.type === "inline")) config = await this.withInlineCache(signal, remote, solveCtx, ref, config, specs, fattrs);
       for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials }, out, progress));
       await exportCache();
       return res;
@@ -235,11 +236,35 @@ export class Controller {
     return this.solveLoaded(signal, loaded, root, progress, ctx);
   }
 
+  /**
+   * `--export-cache type=inline`: the image config carries the result's cache records, its layers
+   * named by index in the image — computed with the image exporter's compression, so the indexes
+   * are that image's layers (the exporter then reuses the same blobs).
+   */
+  private async withInlineCache(signal: AbortSignal, remote: RemoteCache, ctx: SolveCtx, ref: ImmutableRef, config: Partial<ImageConfig> | undefined, specs: { type: string; attrs: Record<string, string> }[], fattrs: Record<string, string>): Promise<Partial<ImageConfig> | undefined> {
+    const spec = specs.find((e) => ["image", "registry", "oci", "docker"].includes(e.type));
+    const root = ctx.roots?.at(-1);
+    const key = root ? [...remote.keys.values()].find((k) => k.vertex === root.vertex)?.key : undefined;
+    if (!spec || !root || !key || !config) return config;
+    const commit = parseImageCommit(spec.type as "image", exporterAttrs({ ...spec.attrs, type: spec.type }, fattrs));
+    // Rewritten timestamps make other blobs than the cache would name.
+    if (commit.rewriteTimestamp) return config;
+    const worker = this.opts.worker;
+    const layers = await layerBlobs(signal, worker.mgr, worker.content, ref, { compression: commit.compression });
+    const records = await remote.inlineRecords(
+      signal,
+      { key, output: root.index },
+      layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, annotations: { [annotationUncompressed]: l.diffId, [annotationCreatedAt]: goTime(l.record.createdAt) } })),
+    );
+    return records ? ({ ...(config ?? {}), [inlineCacheKey]: records } as Partial<ImageConfig>) : config;
+  }
+
   /** What the remote cache needs from the worker, for one build's session. */
   private remoteCacheDeps(session: Session): RemoteCacheDeps {
     const worker = this.opts.worker;
     return {
       content: worker.content,
+      platform: worker.platform,
       resolver: () => new RegistryResolver({ hosts: this.opts.registries ?? {}, credentials: session.credentials, chunkSize: 16 << 20 }),
       layerBlobs: async (signal, result, attrs) => {
         const commit = parseImageCommit("oci", attrs);

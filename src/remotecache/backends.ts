@@ -11,7 +11,7 @@ import type { Descriptor, Index, Manifest } from "../api/oci.js";
 import type { ContentStore } from "../content/types.js";
 import { formatReference, type Reference, type Resolver } from "../remotes/index.js";
 import { KilnError, assertDigest, digestOf, isDigest, type Digest } from "../util/index.js";
-import { cacheConfigMediaType, parseConfig } from "./config.js";
+import { annotationUncompressed, cacheConfigMediaType, parseConfig, parseRecords } from "./config.js";
 import type { ImportedConfig } from "./graph.js";
 
 /** Where an exported cache goes. */
@@ -220,20 +220,48 @@ export class RegistryCacheRef implements CacheTarget, CacheSource {
   }
 }
 
-/** Reads a cache's top document and its config: an index of blobs + cacheconfig, or an image manifest whose config is the cacheconfig. */
-export async function readCache(signal: AbortSignal, src: CacheSource): Promise<ImportedConfig> {
-  const top = await src.resolve(signal);
-  const doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
+export const inlineCacheKey = "moby.buildkit.cache.v0";
+
+const imageManifestTypes = ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
+
+/**
+ * Reads a cache's top document and its config: an index of blobs + cacheconfig, an image manifest
+ * whose config is the cacheconfig, or an image (or an image index: this platform's image) whose
+ * config carries inline cache records.
+ */
+export async function readCache(signal: AbortSignal, src: CacheSource, platform?: { os: string; architecture: string; variant?: string }): Promise<ImportedConfig> {
+  let top = await src.resolve(signal);
+  let doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
   let configDesc: Descriptor | undefined;
   let layers: Descriptor[] = [];
+  if (Array.isArray(doc.manifests) && !doc.manifests.some((m) => m.mediaType === cacheConfigMediaType) && doc.manifests.some((m) => imageManifestTypes.includes(m.mediaType))) {
+    // An image index: the inline cache of this platform's image.
+    const images = doc.manifests.filter((m) => imageManifestTypes.includes(m.mediaType));
+    const want = images.find((m) => m.platform && platform && m.platform.os === platform.os && m.platform.architecture === platform.architecture && (m.platform.variant ?? "") === (platform.variant ?? "")) ?? images[0];
+    if (!want) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: no image in ${top.digest}`);
+    top = want;
+    doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
+  }
   if (Array.isArray(doc.manifests)) {
     configDesc = doc.manifests.find((m) => m.mediaType === cacheConfigMediaType);
     layers = doc.manifests.filter((m) => m.mediaType !== cacheConfigMediaType);
   } else if (doc.config && Array.isArray(doc.layers)) {
-    if (doc.config.mediaType === cacheConfigMediaType) configDesc = doc.config;
     layers = doc.layers;
+    if (doc.config.mediaType === cacheConfigMediaType) configDesc = doc.config;
+    else return readInline(signal, src, doc.config, layers);
   }
   if (!configDesc) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: ${top.digest} holds no ${cacheConfigMediaType}`);
   const config = parseConfig(await src.read(signal, configDesc));
   return { config, descriptors: new Map(layers.map((d) => [d.digest as Digest, d])) };
+}
+
+/** Inline cache: records in the image config, layer indexes into the image's own layers (each on the one before). */
+async function readInline(signal: AbortSignal, src: CacheSource, configDesc: Descriptor, imageLayers: Descriptor[]): Promise<ImportedConfig> {
+  const cfg = JSON.parse((await src.read(signal, configDesc)).toString("utf8")) as Record<string, unknown> & { rootfs?: { diff_ids?: string[] } };
+  const raw = cfg[inlineCacheKey];
+  if (raw === undefined) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: the image has no inline cache (${inlineCacheKey})`);
+  const diffIds = cfg.rootfs?.diff_ids ?? [];
+  const descs = imageLayers.map((l, i) => ({ ...l, annotations: { ...l.annotations, [annotationUncompressed]: l.annotations?.[annotationUncompressed] ?? diffIds[i] ?? "" } }));
+  const layers = descs.map((d, i) => ({ blob: d.digest as Digest, parent: i - 1 }));
+  return { config: { layers, records: parseRecords(raw, layers.length) }, descriptors: new Map(descs.map((d) => [d.digest as Digest, d])) };
 }

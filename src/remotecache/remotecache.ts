@@ -8,7 +8,7 @@ import { parseReference, type Resolver } from "../remotes/index.js";
 import type { KeyInfo, ProgressWriter, Result, SolveHooks } from "../solver/types.js";
 import { KilnError, digestOf, type Digest } from "../util/index.js";
 import { LocalCacheDir, RegistryCacheRef, readCache, type CacheSource, type CacheTarget } from "./backends.js";
-import { cacheConfigMediaType, marshalConfig } from "./config.js";
+import { cacheConfigMediaType, layerChain, marshalConfig, recordsJSON, type CacheRecord } from "./config.js";
 import { ConfigMatcher, buildConfig, type CacheMode } from "./graph.js";
 
 export interface CacheEntry {
@@ -18,6 +18,8 @@ export interface CacheEntry {
 
 export interface RemoteCacheDeps {
   content: ContentStore;
+  /** Which image of an index an inline cache is read from. */
+  platform?: { os: string; architecture: string; variant?: string };
   /** A registry client with the build's credentials. */
   resolver(): Resolver;
   /** A result's layers as blobs in the content store (compression from the entry's attrs), base first, annotated with their diffIDs. */
@@ -32,6 +34,7 @@ export interface RemoteCacheDeps {
 
 const commonAttrs = ["mode", "oci-mediatypes", "image-manifest", "compression", "compression-level", "force-compression", "ignore-error"];
 const exportAttrs: Record<string, string[]> = {
+  inline: ["mode", "ignore-error"],
   registry: ["ref", ...commonAttrs],
   local: ["dest", "tag", ...commonAttrs],
 };
@@ -127,7 +130,7 @@ export class RemoteCache {
           progress,
           `importing cache manifest from ${source.name}`,
           async () => {
-            const imported = await readCache(signal, source);
+            const imported = await readCache(signal, source, deps.platform);
             rc.imports.push({ source, matcher: new ConfigMatcher(imported, rc.keys) });
           },
           () => undefined,
@@ -189,12 +192,33 @@ export class RemoteCache {
     checkCacheEntries(entries, "export");
     const out: Record<string, string> = {};
     for (const e of entries) {
+      if (e.type === "inline") continue;
       const target = targetOf(e, this.deps);
       const ignore = bool(e.attrs, "ignore-error", false);
       const what = e.type === "local" ? "client directory" : target.name;
       await step(this.progress, `exporting cache to ${what}`, (vertex) => this.exportOne(signal, e, target, roots, vertex), ignore ? () => undefined : undefined);
     }
     return out;
+  }
+
+  /**
+   * Inline cache (mode=min): the records of the result's chain, results given as indexes into the
+   * image's own layers (`layers`, the image's blobs, base first) — the value of `moby.buildkit.cache.v0`.
+   */
+  async inlineRecords(signal: AbortSignal, root: { key: Digest; output: number }, layers: Descriptor[]): Promise<unknown[] | undefined> {
+    const built = await buildConfig(signal, this.keys, [root], "min", (key, output) => Promise.resolve(key === root.key && output === root.output ? layers : undefined), this.deps.volatile);
+    const image = layers.map((l) => l.digest);
+    const records: CacheRecord[] = built.config.records.map((r) => {
+      const out: CacheRecord = { ...r, results: [], chains: [...r.chains] };
+      for (const res of r.results) {
+        const blobs = layerChain(built.config, res.layer).map((l) => l.blob);
+        if (blobs.every((b, i) => image[i] === b)) out.results.push({ layer: blobs.length - 1, createdAt: res.createdAt });
+        else out.chains.push({ layers: blobs.map((b) => image.indexOf(b)), createdAt: res.createdAt });
+      }
+      return out;
+    });
+    if (!records.some((r) => r.results.length > 0 || r.chains.length > 0)) return undefined;
+    return recordsJSON(records);
   }
 
   private async exportOne(signal: AbortSignal, e: CacheEntry, target: CacheTarget, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {

@@ -2,6 +2,7 @@
 // RUN and gives the same image; a partial match runs only the changed tail; a missing cache warns.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
@@ -101,3 +102,25 @@ test("a missing cache warns and the build goes on; a failing export fails the bu
   const ignored = await env.run(["build", ctx, "--export-cache", `type=local,dest=${path.join(blocker, "sub")},ignore-error=true`]);
   assert.equal(ignored.code, 0, ignored.stderr);
 });
+
+test("inline cache: the pushed image carries its cache; a fresh root importing the image runs no RUN", async () => {
+  const env = await freshEnv();
+  const ref = `${env.registryHost}/kiln-cache/inline:${process.pid}`;
+  const files = { Dockerfile: dockerfile, "a.txt": "inline A\n", "b.txt": "inline B\n" };
+  const first = await build(env, await env.context(files), ["-o", `type=registry,name=${ref}`, "--export-cache", "type=inline"]);
+  assert.equal(runs(first.states).length, 2, first.stderr);
+  const b = await freshEnv();
+  const second = await build(b, await b.context(files), ["--cache-from", ref]);
+  assert.deepEqual(runs(second.states), [], second.stderr);
+  // The configs differ (only the first carries the cache); the layers are the same blobs.
+  assert.deepEqual(await layersOf(b), await layersOf(env));
+});
+
+/** The layer digests of the OCI tarball build() wrote last in this environment. */
+async function layersOf(env: KilnEnv): Promise<string[]> {
+  const tar = path.join(env.tmp, "out.tar");
+  const read = (name: string) => execFileSync("tar", ["-xOf", tar, name]).toString("utf8");
+  const index = JSON.parse(read("index.json")) as { manifests: { digest: string }[] };
+  const manifest = JSON.parse(read(`blobs/${index.manifests[0]!.digest.replace(":", "/")}`)) as { layers: { digest: string }[] };
+  return manifest.layers.map((l) => l.digest);
+}
