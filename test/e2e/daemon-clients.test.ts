@@ -145,6 +145,26 @@ describe("many clients on one kilnd", { concurrency: false }, () => {
     console.log(`slow client: kilnd VmRSS ${await kilnd.rssKiB()} KiB`);
   });
 
+  test("Ctrl-C cancels the remote build (exit 130, its container goes); a failing step exits 1 with the in-process message", async () => {
+    const secs = String(400 + (Date.now() % 1000));
+    const run = build([await env.context({ Dockerfile: `FROM busybox\nRUN echo started && sleep ${secs}\n` })]);
+    await until("the step to run", 60_000, async () => (await pidsRunning(["sleep", secs])).length === 1);
+    run.child.kill("SIGINT");
+    const r = await run.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /\nerror: build canceled\n$/);
+    await until("the canceled step's container to go", 15_000, async () => (await pidsRunning(["sleep", secs])).length === 0);
+
+    const failCtx = await env.context({ Dockerfile: `FROM busybox\nRUN exit 3\n` });
+    const remote = await build([failCtx]).done;
+    const local = await env.run(["build", failCtx]);
+    assert.equal(remote.code, 1);
+    assert.equal(local.code, 1);
+    const errLine = (t: string) => t.split("\n").filter((l) => l.startsWith("error:"));
+    assert.deepEqual(errLine(remote.stderr), ['error: [2/2] RUN exit 3: process "/bin/sh -c exit 3" did not complete successfully: exit code: 3']);
+    assert.deepEqual(errLine(remote.stderr), errLine(local.stderr));
+  });
+
   test("kilnd's memory returns near its idle level after the builds", async () => {
     let rss = 0;
     // Memory is given back lazily (V8's heap shrinks on later collections): allow it some time.

@@ -121,7 +121,29 @@ export async function buildThroughDaemon(
     if (!s.ok) throw new KilnError("KILN_FLAGS", `several outputs need a daemon that takes a list of exporters (kilnd, or BuildKit v0.13 or later); ${daemon.addr} runs BuildKit ${s.version}`);
   }
   const first = specs[0];
-  return await client.build(
+  try {
+    return await solveRemote(signal, client, first, specs, req, dirs, attachables, progress, ref);
+  } catch (err) {
+    // The same one line as an in-process build: the daemon's message without buildctl's prefix.
+    if (err instanceof KilnError && err.code === "KILN_DAEMON" && err.message.startsWith(solvePrefix)) throw new KilnError("KILN_BUILD", err.message.slice(solvePrefix.length), { cause: err.cause });
+    throw err;
+  }
+}
+
+const solvePrefix = "failed to solve: ";
+
+function solveRemote(
+  signal: AbortSignal,
+  client: ControlClient,
+  first: { type: string; attrs: Record<string, string> } | undefined,
+  specs: { type: string; attrs: Record<string, string> }[],
+  req: SolveRequest,
+  dirs: Record<string, string>,
+  attachables: ClientAttachables,
+  progress: ProgressWriter,
+  ref: string,
+): Promise<Record<string, string>> {
+  return client.build(
     signal,
     {
       Frontend: req.frontend ?? "",
@@ -133,6 +155,8 @@ export async function buildThroughDaemon(
       ExporterAttrs: first?.attrs ?? {},
       Exporters: specs.length > 1 ? specs.map((e) => ({ Type: e.type, Attrs: e.attrs })) : [],
       Entitlements: req.entitlements ?? [],
+      // --export-cache/--import-cache: the daemon reads and writes them (a local cache directory is on its machine).
+      Cache: req.cache ? { Exports: (req.cache.exports ?? []).map((e) => ({ Type: e.type, Attrs: e.attrs })), Imports: (req.cache.imports ?? []).map((e) => ({ Type: e.type, Attrs: e.attrs })) } : undefined,
     },
     attachables,
     (s) => progress.write(progressEvent(s)),
