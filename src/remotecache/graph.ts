@@ -94,7 +94,8 @@ export async function buildConfig(
         li = layers.push({ blob: d.digest as Digest, parent }) - 1;
         chainIndex.set(chainId, li);
       }
-      blobs.set(d.digest as Digest, d);
+      // Go marshals annotation maps sorted; the index then matches BuildKit's byte for byte.
+      blobs.set(d.digest as Digest, d.annotations ? { ...d, annotations: Object.fromEntries(Object.entries(d.annotations).sort(([x], [y]) => (x < y ? -1 : 1))) } : d);
       parent = li;
     }
     const top = descs[descs.length - 1];
