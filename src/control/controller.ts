@@ -369,7 +369,7 @@ function toUserError(err: VertexError, source: import("../llb/index.js").LoadedD
       const text = Buffer.from(info.data).toString("utf8").split("\n");
       const start = range.start?.line ?? 1;
       const end = range.end?.line ?? start;
-      location = { file: info.filename, startLine: start, endLine: end, lines: text.slice(start - 1, end) };
+      location = { file: info.filename, startLine: start, endLine: end, lines: text.slice(start - 1, end), allLines: text };
     }
   }
   const msg = `${err.vertex.name}: ${err.message}`;

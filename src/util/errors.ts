@@ -7,6 +7,8 @@ export interface SourceLocation {
   endLine: number;
   /** The source lines themselves, for display. */
   lines: string[];
+  /** The whole file, when known: clients show the lines around the error from it (BuildKit's errdefs.Source). */
+  allLines?: readonly string[];
 }
 
 export class KilnError extends Error {

@@ -8,6 +8,8 @@ import type { ProgressEvent } from "../../solver/types.js";
 import { GatewayRefs, definitionBytes, newRefId } from "./gateway-refs.js";
 import { frontendCaps, llbCaps } from "./gateway-caps.js";
 import { GatewayService, ReturnedError, buildIdMetadataKey, gatewayServiceError } from "./gateway.js";
+import { sourceDetailJSON, sourceDetailType } from "./errdetails.js";
+import { KilnError } from "../../util/index.js";
 
 /** A definition of `n` distinct source ops plus the terminal reference, as bytes. */
 function def(name: string): Uint8Array {
@@ -179,4 +181,21 @@ void test("Return{error} fails the build with the client's code, message and det
   } finally {
     svc.close();
   }
+});
+
+void test("an error with a Dockerfile location carries errdefs.Source as BuildKit encodes it", () => {
+  const err = new KilnError("KILN_BUILD", "boom", { location: { file: "Dockerfile", startLine: 2, endLine: 2, lines: ["RUN x"], allLines: ["FROM a", "RUN x", ""] } });
+  const se = gatewayServiceError(err);
+  assert.equal(se.code, grpc.status.UNKNOWN);
+  const st = fromBinary(rpcstatus.StatusSchema, se.metadata?.get("grpc-status-details-bin")[0] as Buffer);
+  assert.equal(st.message, "boom");
+  assert.equal(st.details[0]?.typeUrl, sourceDetailType);
+  const json = JSON.parse(Buffer.from(st.details[0]!.value).toString()) as { info: { filename: string; data: string }; ranges: unknown[] };
+  assert.equal(json.info.filename, "Dockerfile");
+  assert.equal(Buffer.from(json.info.data, "base64").toString(), "FROM a\nRUN x\n");
+  assert.deepEqual(json.ranges, [{ start: { line: 2 }, end: { line: 2 } }]);
+  // Without the whole file, the lines stay at their own numbers.
+  const partial = JSON.parse(sourceDetailJSON({ file: "D", startLine: 3, endLine: 3, lines: ["X"] })) as { info: { data: string } };
+  assert.equal(Buffer.from(partial.info.data, "base64").toString(), "\n\nX");
+  assert.equal(gatewayServiceError(new KilnError("KILN_BUILD", "plain")).metadata, undefined);
 });

@@ -14,6 +14,7 @@ import type { ProgressWriter } from "../../solver/types.js";
 import { CanceledError, KilnError, errorMessage, isAbortError, secureJoin, type Digest, type Platform } from "../../util/index.js";
 import { frontendCaps, llbCaps } from "./gateway-caps.js";
 import { GatewayRefs, definitionBytes } from "./gateway-refs.js";
+import { withErrorDetails } from "./errdetails.js";
 
 /** The metadata key naming the Control.Solve an LLBBridge call belongs to (client/buildid). */
 export const buildIdMetadataKey = "buildkit-controlapi-buildid";
@@ -370,8 +371,11 @@ export class GatewayService {
 
 /** Errors of LLBBridge calls as gRPC statuses (unknown refs as NOT_FOUND, unsupported as UNIMPLEMENTED). */
 export function gatewayServiceError(err: unknown): Partial<grpc.StatusObject> {
+  return err instanceof ReturnedError ? err.serviceError() : withErrorDetails(gatewayStatus(err), err);
+}
+
+function gatewayStatus(err: unknown): Partial<grpc.StatusObject> {
   if (isAbortError(err)) return { code: grpc.status.CANCELLED, details: "context canceled" };
-  if (err instanceof ReturnedError) return err.serviceError();
   if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: err.message };
   if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: err.message };
   if (err instanceof KilnError && (err.code === "KILN_FRONTEND" || err.code === "KILN_FLAGS")) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };

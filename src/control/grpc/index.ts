@@ -4,3 +4,4 @@ export * from "./jobs.js";
 export * from "./version.js";
 export * from "./workerid.js";
 export * from "./gateway.js";
+export * from "./errdetails.js";

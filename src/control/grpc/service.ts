@@ -13,6 +13,7 @@ import type { Controller, SolveRequest } from "../controller.js";
 import { CanceledError, KilnError, errorMessage, isAbortError } from "../../util/index.js";
 import { gcPolicyRecords, ociWorkerLabels, splitEvent, statusResponse, usageRecord, workerRecord, type BuildkitVersionInfo } from "./convert.js";
 import { JobRegistry } from "./jobs.js";
+import { withErrorDetails } from "./errdetails.js";
 import { ReturnedError, type GatewayBuild, type GatewayService } from "./gateway.js";
 
 export interface ControlServiceOptions {
@@ -35,8 +36,12 @@ export interface ControlServiceOptions {
 
 const fileSendMethod = "/moby.filesync.v1.FileSend/DiffCopy";
 
-/** A gRPC status for an engine error: cancellations as CANCELLED, the rest with their message. */
+/** A gRPC status for an engine error: cancellations as CANCELLED, the rest with their message (and Dockerfile location). */
 export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
+  return withErrorDetails(serviceStatus(err), err);
+}
+
+function serviceStatus(err: unknown): Partial<grpc.StatusObject> {
   if (isAbortError(err)) return { code: grpc.status.CANCELLED, details: "context canceled" };
   if (err instanceof ReturnedError) return err.serviceError();
   if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: err.message };

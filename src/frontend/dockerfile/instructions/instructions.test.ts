@@ -108,7 +108,7 @@ void describe("instructions: errors", () => {
     const e = errorOf(() => stagesOf("FROM a\n\nFORM b\n"));
     assert.equal(e.code, "KILN_DOCKERFILE_PARSE");
     assert.equal(e.message, "dockerfile parse error on line 3: unknown instruction: FORM (did you mean FROM?)");
-    assert.deepEqual(e.location, { file: "Dockerfile.test", startLine: 3, endLine: 3, lines: ["FORM b"] });
+    assert.deepEqual(e.location, { file: "Dockerfile.test", startLine: 3, endLine: 3, lines: ["FORM b"], allLines: ["FROM a", "", "FORM b"] });
     assert.equal(errorOf(() => first("foo bar")).message, "unknown instruction: foo (did you mean from?)");
     assert.equal(errorOf(() => first("BOGUS bar")).message, "unknown instruction: BOGUS");
     assert.equal(errorOf(() => first("cpy a b")).message, "unknown instruction: cpy (did you mean copy?)");

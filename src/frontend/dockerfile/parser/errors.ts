@@ -23,6 +23,7 @@ export function locate(src: SourceText, startLine: number, endLine = startLine):
     startLine,
     endLine: end,
     lines: startLine > 0 ? src.lines.slice(startLine - 1, end) : [],
+    allLines: src.lines,
   };
 }
 
