@@ -104,13 +104,14 @@ export class Controller {
     try {
       let definition = req.definition;
       let config: Partial<ImageConfig> | undefined;
+      let frontendName = req.frontend;
       if (req.frontend || req.gateway) {
         const fe = req.gateway ?? this.opts.frontends[req.frontend ?? ""];
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
         const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements, solveCtx.hooks), { attrs, sessionId: session.id, buildPlatform: worker.platform });
         if (res.refs) {
-          const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, req.frontend, fattrs, solveCtx);
+          const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, res.frontend ?? req.frontend, fattrs, solveCtx);
           if (exporters.length === 0) {
             await exportCache();
             return {};
@@ -123,6 +124,7 @@ export class Controller {
           return out;
         }
         definition = res.definition;
+        frontendName = res.frontend ?? req.frontend;
         const cfg = res.metadata["containerimage.config"];
         if (cfg) config = JSON.parse(Buffer.from(cfg).toString("utf8")) as Partial<ImageConfig>;
       }
@@ -133,7 +135,7 @@ export class Controller {
         return {};
       }
       const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
-      const buildInfo = makeBuildInfo(req.frontend, fattrs, sources);
+      const buildInfo = makeBuildInfo(frontendName, fattrs, sources);
       const res: Record<string, string> = {};
       if (remote && ref && cacheExports.some((e) => e.type === "inline")) config = await this.withInlineCache(signal, remote, solveCtx, ref, config, specs, fattrs);
       for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials }, out, progress));

@@ -46,6 +46,8 @@ export interface FrontendResult {
   refs?: Record<string, Uint8Array>;
   /** `containerimage.config` and friends, as BuildKit's frontends return them. */
   metadata: Record<string, Uint8Array>;
+  /** The frontend that made the result when it isn't the request's (a gateway build's dockerfile.v0), for build info. */
+  frontend?: string;
 }
 
 /** BuildKit's exptypes.ExporterPlatformsKey: which platform each result is. */

@@ -10,6 +10,8 @@ import { KilnError } from "../../util/index.js";
 
 interface Entry {
   definition: Uint8Array;
+  /** The frontend whose result this is, if any (build info names it). */
+  frontend?: string;
   /** The engine's handle of the solved result, once someone asked for it. */
   solved?: Promise<string>;
 }
@@ -24,10 +26,10 @@ export class GatewayRefs {
   private readonly entries = new Map<string, Entry>();
 
   /** Registers a result; no definition (scratch, an empty solve) is the empty id, never stored. */
-  add(definition: Uint8Array | undefined): string {
+  add(definition: Uint8Array | undefined, frontend?: string): string {
     if (!definition) return "";
     const id = newRefId();
-    this.entries.set(id, { definition });
+    this.entries.set(id, { definition, ...(frontend ? { frontend } : {}) });
     return id;
   }
 
@@ -66,6 +68,13 @@ export class GatewayRefs {
 
   /** A Return{result} as the frontend result the controller solves and exports. */
   toFrontendResult(r: gateway.Result | undefined): FrontendResult {
+    const fr = this.resultOf(r);
+    const ids = r?.result.case === "ref" ? [r.result.value.id] : r?.result.case === "refDeprecated" ? [r.result.value] : r?.result.case === "refs" ? Object.values(r.result.value.refs).map((v) => v.id) : r?.result.case === "refsDeprecated" ? Object.values(r.result.value.refs) : [];
+    const frontend = ids.map((id) => this.entries.get(id)?.frontend).find((f) => f !== undefined);
+    return frontend ? { ...fr, frontend } : fr;
+  }
+
+  private resultOf(r: gateway.Result | undefined): FrontendResult {
     const metadata: Record<string, Uint8Array> = { ...(r?.metadata ?? {}) };
     const res = r?.result;
     const multi = (ids: Record<string, string>): FrontendResult => {
@@ -95,8 +104,8 @@ export class GatewayRefs {
    * A frontend's result as an LLBBridge Result: each definition becomes a new ref, sent with its
    * definition (proto.refarray) or as a bare id for older clients.
    */
-  toResult(fr: FrontendResult, arrayRefs: boolean): gateway.Result {
-    const ref = (def: Uint8Array | undefined) => ({ id: this.add(def), def: def ? fromBinary(pb.DefinitionSchema, def) : undefined });
+  toResult(fr: FrontendResult, arrayRefs: boolean, frontend?: string): gateway.Result {
+    const ref = (def: Uint8Array | undefined) => ({ id: this.add(def, frontend), def: def ? fromBinary(pb.DefinitionSchema, def) : undefined });
     let result: MessageInitShape<typeof gateway.ResultSchema>["result"];
     if (fr.refs) {
       const refs = Object.entries(fr.refs).map(([k, d]) => [k, ref(d)] as const);

@@ -156,6 +156,7 @@ void test("a build as a frontend: Solve runs the named frontend with the control
     assert.throws(() => b.return(ret), /gateway result is already set/);
     const fr = await done;
     assert.deepEqual(fr.definition, def("built"));
+    assert.equal(fr.frontend, "dockerfile.v0", "build info names the frontend that made the returned ref");
     svc.end(b);
   } finally {
     svc.close();

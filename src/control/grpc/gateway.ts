@@ -119,7 +119,7 @@ export class GatewayBuild implements Frontend {
       fr = await fe.solve(signal, bridge, { ...opts, attrs: { ...req.FrontendOpt } });
     } else fr = { metadata: {} };
     if (fr.refs && !req.allowResultReturn) throw new KilnError("KILN_FRONTEND", "solve did not return default result");
-    const result = this.refs.toResult(fr, req.allowResultArrayRef);
+    const result = this.refs.toResult(fr, req.allowResultArrayRef, def ? undefined : req.Frontend || undefined);
     if (req.Evaluate) {
       const ids = result.result.case === "ref" ? [result.result.value.id] : result.result.case === "refs" ? Object.values(result.result.value.refs).map((r) => r.id) : result.result.case === "refDeprecated" ? [result.result.value] : result.result.case === "refsDeprecated" ? Object.values(result.result.value.refs) : [];
       await Promise.all(ids.filter((id) => id !== "").map((id) => this.refs.evaluate(id, (d) => bridge.solve(signal, d))));
