@@ -14,7 +14,7 @@ import { KilnError, secureJoin, parsePlatform, type Platform } from "../util/ind
 import type { Descriptor, ImageConfig } from "../api/oci.js";
 import { layerBlobs, layerMediaType, parseImageCommit } from "../exporter/index.js";
 import { RegistryResolver } from "../remotes/index.js";
-import { RemoteCache, inlineCacheKey, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
+import { MissExplainer, mergeHooks, RemoteCache, inlineCacheKey, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
 import { LocalSourceOp, type ResolvedImage } from "../source/index.js";
 import type { Result, SolveHooks } from "../solver/index.js";
 
@@ -30,6 +30,8 @@ export interface SolveRequest {
   entitlements?: string[];
   /** BuildKit's CacheOptions: caches to write after the build and to read before it. */
   cache?: { exports?: CacheEntry[]; imports?: CacheEntry[] };
+  /** Say in the progress log why each step that runs missed the cache (kiln's own; not in BuildKit's API). */
+  explainCache?: boolean;
   /** A frontend for this request only, used instead of `frontend`: the client drives the build through LLBBridge. */
   gateway?: Frontend;
 }
@@ -91,7 +93,9 @@ export class Controller {
     const held: ImmutableRef[] = [];
     // Cache hooks and the roots the cache export starts from (the build's results, not the frontend's helper solves).
     const remote = req.cache?.imports?.length || cacheExports.length ? await RemoteCache.open(signal, req.cache?.imports ?? [], this.remoteCacheDeps(session), progress) : undefined;
-    const solveCtx: SolveCtx = { hooks: remote?.hooks() ?? {}, roots: [] };
+    const db = worker.mgr.db;
+    const explainer = new MissExplainer({ get: (id) => db.getKV(explainBucket, id), set: (id, v) => db.setKV(explainBucket, id, v) }, progress, req.explainCache === true);
+    const solveCtx: SolveCtx = { hooks: mergeHooks(remote?.hooks() ?? {}, explainer.hooks()), roots: [] };
     const exportCache = async (): Promise<void> => {
       if (!remote || cacheExports.length === 0) return;
       const keyOf = new Map([...remote.keys.values()].map((k) => [k.vertex, k.key]));
@@ -143,6 +147,11 @@ export class Controller {
       return res;
     } finally {
       await Promise.allSettled(held.map((r) => r.release()));
+      try {
+        explainer.save();
+      } catch {
+        // Only explanations of a later build depend on this record.
+      }
     }
   }
 
@@ -350,6 +359,9 @@ export class Controller {
     };
   }
 }
+
+/** kv bucket: per step place, how its key was formed in the last build (for --explain-cache). */
+const explainBucket = "cache.explain";
 
 /** The cache hooks of one build, and where its results' roots are collected (absent for helper solves). */
 interface SolveCtx {

@@ -3,3 +3,4 @@ export * from "./config.js";
 export * from "./graph.js";
 export * from "./backends.js";
 export * from "./remotecache.js";
+export * from "./explain.js";

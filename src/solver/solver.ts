@@ -252,6 +252,7 @@ class Job {
     const release = await this.solver.acquire(signal);
     const started = new Date();
     this.report(v, { started });
+    this.hooks.onMiss?.(key, v);
     try {
       const outs = await v.op.exec(signal, { vertex: v, progress: this.progress }, inputs);
       await cache.save(signal, key, outs);

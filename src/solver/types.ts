@@ -84,6 +84,8 @@ export interface KeyInfo {
 export interface SolveHooks {
   /** Sees each key once it is computed (before its result is looked up). */
   onKey?(info: KeyInfo): void;
+  /** A step missed every cache and is about to run (for explaining misses). */
+  onMiss?(key: Digest, vertex: Vertex): void;
   /** Asked when the local store misses; results it gives are saved locally. */
   remote?: {
     load(signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined>;

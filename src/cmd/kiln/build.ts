@@ -37,6 +37,7 @@ interface BuildFlags {
   importCache: string[];
   cacheTo: string[];
   cacheFrom: string[];
+  explainCache?: boolean;
 }
 
 export interface GlobalFlags extends DaemonFlags {
@@ -69,6 +70,7 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--import-cache <spec>", "import build cache: type=registry,ref=REF | type=local,src=DIR (repeatable)", collect, [])
     .option("--cache-to <spec>", "same as --export-cache (a bare REF means type=registry,ref=REF)", collect, [])
     .option("--cache-from <spec>", "same as --import-cache (a bare REF means type=registry,ref=REF)", collect, [])
+    .option("--explain-cache", "say in the progress output why each step that runs missed the cache (also KILN_EXPLAIN_CACHE=1)")
     .option("--ssh <spec>", "ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)", collect, [])
     .option("--ref-file <file>", "write the build ref to a file")
     .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
@@ -117,6 +119,7 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
   const cacheExports = [...(flags.exportCache ?? []), ...(flags.cacheTo ?? [])].map(parseCacheSpec);
   const cacheImports = [...(flags.importCache ?? []), ...(flags.cacheFrom ?? [])].map(parseCacheSpec);
   if (cacheExports.length > 0 || cacheImports.length > 0) req.cache = { exports: cacheExports, imports: cacheImports };
+  if (flags.explainCache || process.env.KILN_EXPLAIN_CACHE === "1") req.explainCache = true;
   const exporters = exportersFromFlags(flags);
   if (exporters.length === 1) req.exporter = exporters[0];
   else if (exporters.length > 1) req.exporters = exporters;
