@@ -1,5 +1,6 @@
 // Wall time and peak memory of whole builds through the CLI, on kiln and, when they are on PATH,
-// on BuildKit (a buildkitd this script starts, driven by buildctl) — same machine, same run.
+// through kilnd (started once, driven by `kiln --addr`) and on BuildKit (a buildkitd this script
+// starts, driven by buildctl) — same machine, same run.
 // Workloads: a small Dockerfile cold and unchanged; four stages with a cache mount; a 5,000-file
 // context cold, unchanged and with one file changed; 128 MB of new layers exported to an OCI tarball.
 // Usage (root): node --import tsx bench/build.ts [--runs 5] [--only NAME] [--buildkit-bin DIR]
@@ -164,6 +165,41 @@ async function kilnEngine(tmp: string, config: string): Promise<Engine> {
   };
 }
 
+/** kiln through a kilnd started once (warm): the client is `kiln --addr`, the engine lives in the daemon. */
+async function kilnDaemonEngine(tmp: string, config: string): Promise<Engine> {
+  const kiln = path.join(repoRoot, "bin", "kiln");
+  const root = path.join(tmp, "kilnd-root");
+  const sock = path.join(tmp, "kilnd.sock");
+  let daemon: ChildProcess | undefined;
+  const start = async () => {
+    daemon = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), "--root", root, "--config", config, "--addr", `unix://${sock}`], { stdio: "ignore" });
+    for (let i = 0; i < 200; i++) {
+      if (await sh(process.execPath, [kiln, "--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
+      await sleep(100);
+    }
+    throw new Error("kilnd did not start");
+  };
+  const stop = async () => {
+    if (!daemon) return;
+    const d = daemon;
+    daemon = undefined;
+    const exited = new Promise((r) => d.once("exit", r));
+    d.kill("SIGTERM");
+    await exited;
+  };
+  await start();
+  return {
+    name: "kiln-daemon",
+    build: (ctx, out) => measure(process.execPath, [kiln, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`]),
+    reset: async () => {
+      await stop();
+      await rm(root, { recursive: true, force: true });
+      await start();
+    },
+    stop,
+  };
+}
+
 async function buildkitEngine(tmp: string, registryHost: string, binDir: string | undefined): Promise<Engine | undefined> {
   const buildkitd = await which("buildkitd", binDir);
   const buildctl = await which("buildctl", binDir);
@@ -211,11 +247,14 @@ try {
   await pushBusybox(reg.host);
   const config = await writeKilnConfig(tmp, reg.host);
   engines.push(await kilnEngine(tmp, config));
+  engines.push(await kilnDaemonEngine(tmp, config));
   const bk = await buildkitEngine(tmp, reg.host, values["buildkit-bin"]);
   if (bk) engines.push(bk);
   else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
   const out = path.join(tmp, "out.tar");
-  const table: string[][] = [["workload", "scenario", ...engines.flatMap((e) => [`${e.name} ms`, `${e.name} MB`]), ...(engines.length > 1 ? ["ratio"] : [])]];
+  // Ratios: each engine's median over the last engine's (BuildKit's when it runs).
+  const last = engines[engines.length - 1]!;
+  const table: string[][] = [["workload", "scenario", ...engines.flatMap((e) => [`${e.name} ms`, `${e.name} MB`]), ...engines.slice(0, -1).map((e) => `${e.name}/${last.name}`)]];
   for (const w of workloads) {
     const results = new Map<string, Map<string, Measured[]>>();
     try {
@@ -246,11 +285,11 @@ try {
         const ms = results.get(s.name)!.get(e.name)!;
         row.push(median(ms.map((m) => m.ms)).toFixed(0), (Math.max(...ms.map((m) => m.rssKB)) / 1024).toFixed(0));
       }
-      if (engines.length > 1) row.push((medians[0]! / medians[1]!).toFixed(2));
+      for (const m of medians.slice(0, -1)) row.push((m / medians[medians.length - 1]!).toFixed(2));
       table.push(row);
     }
   }
-  console.log(`\nmedian wall time of ${runs} runs per scenario; MB = peak RSS of the client process (kiln: the whole engine; buildkit: buildctl only)`);
+  console.log(`\nmedian wall time of ${runs} runs per scenario; MB = peak RSS of the client process (kiln: the whole engine; kiln-daemon: kiln --addr only; buildkit: buildctl only)`);
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
   for (const r of table) console.log(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
 } finally {

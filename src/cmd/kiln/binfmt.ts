@@ -1,7 +1,6 @@
 // `kiln binfmt`: shows and sets up QEMU emulation for foreign-platform RUN steps, with the flags of
 // the tonistiigi/binfmt image BuildKit's users know (`--install all`, `--uninstall arm64`).
 import type { Command } from "commander";
-import { installEmulators, registeredEmulators, supportedPlatforms, uninstallEmulators } from "../../worker/index.js";
 import { formatPlatform } from "../../util/index.js";
 import { printError } from "./errors.js";
 
@@ -13,6 +12,7 @@ export function registerBinfmt(program: Command, setExit: (code: number) => void
     .option("--uninstall <list>", "comma-separated architectures or all")
     .action(async (flags: { install?: string; uninstall?: string }) => {
       try {
+        const { installEmulators, registeredEmulators, supportedPlatforms, uninstallEmulators } = await import("../../worker/index.js");
         const list = (s: string) => s.split(",").map((x) => x.trim()).filter(Boolean);
         if (flags.uninstall) for (const n of await uninstallEmulators(list(flags.uninstall))) process.stderr.write(`uninstalling: ${n} OK\n`);
         if (flags.install) for (const n of await installEmulators(list(flags.install))) process.stderr.write(`installing: ${n} OK\n`);

@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import { create } from "@bufbuild/protobuf";
 import { workertypes } from "../../api/index.js";
-import { gcPolicyRecords, kilnVersion, ociWorkerLabels, workerId, workerRecord } from "../../control/grpc/index.js";
+import { kilnVersion } from "../../control/grpc/version.js";
 import { formatPlatform, normalizePlatform } from "../../util/index.js";
 import { printError } from "./errors.js";
 import { TabWriter } from "./tabwriter.js";
@@ -99,6 +99,7 @@ function checkJSONFormat(format: string | undefined): void {
 }
 
 async function localWorkers(g: GlobalFlags): Promise<workertypes.WorkerRecord[]> {
+  const { gcPolicyRecords, ociWorkerLabels, workerId, workerRecord } = await import("../../control/grpc/index.js");
   return withWorker(g, async (opened) => {
     const ds = await opened.gc.diskStat();
     const rec = workerRecord({

@@ -2,8 +2,7 @@
 // in-process (the daemon form goes over the Control API). The printers are shared with prune.
 import type { Command } from "commander";
 import path from "node:path";
-import { loadConfig } from "../config.js";
-import { openWorker, type OpenedWorker } from "../../worker/index.js";
+import type { OpenedWorker } from "../../worker/index.js";
 import { KilnError, formatBytes } from "../../util/index.js";
 import type { UsageInfo } from "../../cache/index.js";
 import { printError } from "./errors.js";
@@ -113,6 +112,8 @@ export function checkFormat(format: string | undefined): void {
 }
 
 export async function withWorker<T>(g: GlobalFlags, fn: (opened: OpenedWorker) => Promise<T>): Promise<T> {
+  // Loaded here, not at the top: a command talking to a daemon never initialises the engine.
+  const [{ loadConfig }, { openWorker }] = await Promise.all([import("../config.js"), import("../../worker/index.js")]);
   const cfg = await loadConfig(g.config);
   const root = path.resolve(g.root ?? cfg.root);
   await using opened = await openWorker({ root, registries: cfg.registries, gc: cfg.gc });
