@@ -6,10 +6,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { startRegistry } from "../fixtures/registry.js";
 import { makeCerts, spawnKiln, startKilnd, type Kilnd } from "../helpers/kilnd.js";
 
 const sh = promisify(execFile);
@@ -106,6 +107,25 @@ describe("kiln build through kilnd", { concurrency: false }, () => {
       assert.ok(pushed.Digest);
     });
   }
+
+  test("-t --push to a registry with basic auth: the credentials come from the client's $DOCKER_CONFIG through the session", async () => {
+    const reg = await startRegistry({ htpasswd: { kiln: "s3cret" } });
+    try {
+      const cfgDir = await mkdtemp(path.join(env.tmp, "docker-config-"));
+      await writeFile(path.join(cfgDir, "config.json"), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from("kiln:s3cret").toString("base64") } } }));
+      const ctx = await env.context({ Dockerfile: "FROM busybox\nRUN echo pushed-with-auth > /p\n" });
+      const md = path.join(env.tmp, "auth-md.json");
+      const ok = await env.run(["--addr", unix, "build", ctx, "-t", `${reg.host}/kilnd/secure:v1`, "--push", "--metadata-file", md], { env: { DOCKER_CONFIG: cfgDir } });
+      assert.equal(ok.code, 0, ok.stderr);
+      const pushed = JSON.parse((await sh("skopeo", ["inspect", "--tls-verify=false", "--creds", "kiln:s3cret", `docker://${reg.host}/kilnd/secure:v1`])).stdout) as { Digest: string };
+      assert.equal(pushed.Digest, (JSON.parse(await readFile(md, "utf8")) as Record<string, string>)["containerimage.digest"]);
+      const denied = await env.run(["--addr", unix, "build", ctx, "-t", `${reg.host}/kilnd/secure:v2`, "--push"], { env: { DOCKER_CONFIG: await mkdtemp(path.join(env.tmp, "empty-")) } });
+      assert.equal(denied.code, 1);
+      assert.match(denied.stderr, /401 Unauthorized/);
+    } finally {
+      await reg.stop();
+    }
+  });
 
   test("--secret and --ssh are served to the daemon through the session; missing ones fail as daemonless", async () => {
     const key = path.join(env.tmp, "id_ed25519");
