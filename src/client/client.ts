@@ -3,11 +3,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { openClientSession, type ClientAttachables } from "../session/index.js";
-import { bindClient, control, maxMessageBytes, type ServiceClient, type workertypes } from "../api/index.js";
-import { KilnError, errorMessage } from "../util/index.js";
+import { bindClient, control, maxMessageBytes, rpcstatus, type ServiceClient, type workertypes } from "../api/index.js";
+import { KilnError, errorMessage, type SourceLocation } from "../util/index.js";
 import { parseDaemonAddress, tlsFiles, type TLSFlags } from "./address.js";
 
 /** One cache record, with the fields and names `buildctl du` uses (client.UsageInfo). */
@@ -62,11 +62,36 @@ export function usageFromRecord(r: control.UsageRecord): UsageInfo {
   };
 }
 
+const sourceDetailType = "github.com/moby/buildkit/errdefs.Source+json";
+
+/**
+ * The Dockerfile location a daemon attached to an error (errdefs.Source, JSON in the
+ * google.rpc.Status of `grpc-status-details-bin`), so the client can show the excerpt.
+ */
+export function errorSourceLocation(err: unknown): SourceLocation | undefined {
+  const bin = (err as { metadata?: grpc.Metadata }).metadata?.get("grpc-status-details-bin")[0];
+  if (!Buffer.isBuffer(bin)) return undefined;
+  try {
+    for (const d of fromBinary(rpcstatus.StatusSchema, bin).details) {
+      if (d.typeUrl !== sourceDetailType) continue;
+      const j = JSON.parse(Buffer.from(d.value).toString()) as { info?: { filename?: string; data?: string }; ranges?: { start?: { line?: number }; end?: { line?: number } }[] };
+      const start = j.ranges?.[0]?.start?.line ?? 0;
+      const end = j.ranges?.[0]?.end?.line ?? start;
+      if (start < 1) continue;
+      const all = Buffer.from(j.info?.data ?? "", "base64").toString().split("\n");
+      return { file: j.info?.filename ?? "", startLine: start, endLine: Math.max(end, start), lines: all.slice(start - 1, Math.max(end, start)), allLines: all };
+    }
+  } catch {
+    // Details a client can't read change nothing but the display.
+  }
+  return undefined;
+}
+
 /** A gRPC error as the one line buildctl would print after its own prefix. */
 export function callError(what: string, err: unknown): KilnError {
   const e = err as Partial<grpc.ServiceError>;
   const msg = typeof e.code === "number" && e.details !== undefined ? e.details : errorMessage(err);
-  return new KilnError(e.code === grpc.status.CANCELLED ? "KILN_CANCELED" : "KILN_DAEMON", `${what}: ${msg}`, { cause: err });
+  return new KilnError(e.code === grpc.status.CANCELLED ? "KILN_CANCELED" : "KILN_DAEMON", `${what}: ${msg}`, { cause: err, location: errorSourceLocation(err) });
 }
 
 async function channelCredentials(opts: ConnectOptions, host: string): Promise<{ creds: grpc.ChannelCredentials; options: grpc.ChannelOptions }> {

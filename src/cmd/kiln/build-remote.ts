@@ -125,7 +125,7 @@ export async function buildThroughDaemon(
     return await solveRemote(signal, client, first, specs, req, dirs, attachables, progress, ref);
   } catch (err) {
     // The same one line as an in-process build: the daemon's message without buildctl's prefix.
-    if (err instanceof KilnError && err.code === "KILN_DAEMON" && err.message.startsWith(solvePrefix)) throw new KilnError("KILN_BUILD", err.message.slice(solvePrefix.length), { cause: err.cause });
+    if (err instanceof KilnError && err.code === "KILN_DAEMON" && err.message.startsWith(solvePrefix)) throw new KilnError("KILN_BUILD", err.message.slice(solvePrefix.length), { cause: err.cause, location: err.location });
     throw err;
   }
 }
