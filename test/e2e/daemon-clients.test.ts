@@ -169,14 +169,17 @@ describe("many clients on one kilnd", { concurrency: false }, () => {
   });
 
   test("kilnd's memory returns near its idle level after the builds", async () => {
+    // What stays is allocator and V8 heap capacity, not live objects (a heap snapshot taken here
+    // holds ~18 MB): allow 100 MiB over idle, a fraction of what ten builds and a 48 MiB export
+    // would pin if their buffers or results were kept.
+    const margin = 100 * 1024;
     let rss = 0;
-    // Memory is given back lazily (V8's heap shrinks on later collections): allow it some time.
     for (let i = 0; i < 20; i++) {
       rss = await kilnd.rssKiB();
-      if (rss < idleRSS + 64 * 1024) break;
+      if (rss < idleRSS + margin) break;
       await sleep(1000);
     }
     console.log(`kilnd VmRSS: idle ${idleRSS} KiB, after the builds ${rss} KiB`);
-    assert.ok(rss < idleRSS + 64 * 1024, `VmRSS ${rss} KiB after the builds, ${idleRSS} KiB idle`);
+    assert.ok(rss < idleRSS + margin, `VmRSS ${rss} KiB after the builds, ${idleRSS} KiB idle`);
   });
 });

@@ -18,8 +18,8 @@ export interface Kilnd {
   stop(): Promise<void>;
 }
 
-export async function startKilnd(args: string[]): Promise<Kilnd> {
-  const proc = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), ...args], { stdio: ["ignore", "ignore", "pipe"] });
+export async function startKilnd(args: string[], env: Record<string, string> = {}): Promise<Kilnd> {
+  const proc = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
   let log = "";
   const waiters = new Set<() => void>();
   proc.stderr!.on("data", (d: Buffer) => {
