@@ -264,7 +264,7 @@ export class RuncExecutor implements Executor {
         mounts,
         cgroupParent: this.opts.cgroupParent ?? "/kiln",
         cgroupNamespace: await cgroupNamespaceSupported(),
-        rlimits: this.opts.rlimits,
+        rlimits: opts.rlimits && opts.rlimits.length > 0 ? opts.rlimits : this.opts.rlimits,
       });
       await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec), { mode: 0o600 });
       throwIfAborted(signal);

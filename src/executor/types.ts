@@ -32,6 +32,8 @@ export interface RunOptions {
   /** "insecure" (RUN --security=insecure): all capabilities and devices, /sys and cgroups writable. */
   security?: "sandbox" | "insecure";
   extraHosts?: { host: string; ip: string }[];
+  /** The exec's own limits (RUN's ulimit); they replace the executor's defaults. */
+  rlimits?: { type: string; soft: number; hard: number }[];
   stdout?: Writable;
   stderr?: Writable;
 }

@@ -1,5 +1,6 @@
 // The built-in `dockerfile.v0` frontend: reads the Dockerfile and ignore file through the bridge
 // (as local sources, exactly as BuildKit's frontend does), converts it to LLB, returns the image config.
+import path from "node:path";
 import { State, local } from "../llb/index.js";
 import { KilnError, formatPlatform, parsePlatform, type Platform } from "../util/index.js";
 import { convertDockerfile, marshalImage } from "./dockerfile/convert/index.js";
@@ -8,11 +9,21 @@ import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Fr
 const localNameDockerfile = "dockerfile";
 const localNameContext = "context";
 
+/**
+ * Reads files of a client directory. followpaths (not include patterns) so a symlinked Dockerfile
+ * arrives with its target.
+ */
 async function readLocalFiles(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, files: string[], customName: string): Promise<(Uint8Array | undefined)[]> {
-  const st = local(name, { includePatterns: files, sessionId, sharedKeyHint: name, customName });
+  const st = local(name, { followPaths: files, sessionId, sharedKeyHint: name, customName });
   const def = await st.marshal();
   const ref = await bridge.solve(signal, def.toBinary());
   return Promise.all(files.map((f) => bridge.readFile(signal, ref, f)));
+}
+
+/** `Dockerfile` may also be spelled `dockerfile` (moby/moby#10858); other names are exact. */
+function lowercaseFallback(filename: string): string | undefined {
+  const base = path.posix.basename(filename);
+  return base === "Dockerfile" ? path.posix.join(path.posix.dirname(filename), "dockerfile") : undefined;
 }
 
 export class DockerfileFrontend implements Frontend {
@@ -21,10 +32,12 @@ export class DockerfileFrontend implements Frontend {
     const filename = attrs.filename || "Dockerfile";
     // The Dockerfile and its own ignore file come in one transfer; the context's .dockerignore in
     // parallel, used only when there is no Dockerfile-specific one.
-    const [[data, ownIgnore], [contextIgnore]] = await Promise.all([
-      readLocalFiles(signal, bridge, localNameDockerfile, opts.sessionId, [filename, `${filename}.dockerignore`], `[internal] load build definition from ${filename}`),
+    const lower = lowercaseFallback(filename);
+    const [[exact, ownIgnore, lowered], [contextIgnore]] = await Promise.all([
+      readLocalFiles(signal, bridge, localNameDockerfile, opts.sessionId, [filename, `${filename}.dockerignore`, ...(lower ? [lower] : [])], `[internal] load build definition from ${filename}`),
       readLocalFiles(signal, bridge, localNameContext, opts.sessionId, [".dockerignore"], "[internal] load .dockerignore"),
     ]);
+    const data = exact ?? lowered;
     if (!data) throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${filename}: no such file or directory`);
     const ignoreData = ownIgnore ?? contextIgnore;
     const excludes = ignoreData ? parseIgnore(Buffer.from(ignoreData).toString("utf8")) : [];
@@ -32,6 +45,8 @@ export class DockerfileFrontend implements Frontend {
     for (const [k, v] of Object.entries(attrs)) if (k.startsWith("build-arg:")) buildArgs[k.slice("build-arg:".length)] = v;
     const labels: Record<string, string> = {};
     for (const [k, v] of Object.entries(attrs)) if (k.startsWith("label:")) labels[k.slice("label:".length)] = v;
+    const shmSize = parseShmSize(attrs["shm-size"] ?? "");
+    const ulimits = parseUlimits(attrs.ulimit ?? "");
     const targetPlatforms = parseTargetPlatforms(attrs.platform ?? "");
     const exportMap = multiPlatform(attrs, targetPlatforms.length);
     // Each target platform is its own conversion (its TARGET* args, its base images); steps that
@@ -52,6 +67,9 @@ export class DockerfileFrontend implements Frontend {
           sessionId: opts.sessionId,
           excludePatterns: excludes,
           noCache: attrs["no-cache"] !== undefined,
+          hostname: attrs["build-arg:BUILDKIT_SANDBOX_HOSTNAME"] || attrs.hostname || undefined,
+          shmSize,
+          ulimits,
           prefixPlatform: exportMap,
           resolveImageConfig: (ref, platform) => bridge.resolveImageConfig(signal, ref, { platform }),
         });
@@ -72,6 +90,40 @@ export class DockerfileFrontend implements Frontend {
     }
     return { refs, metadata };
   }
+}
+
+/** `shm-size`: bytes, a plain integer as BuildKit takes it. */
+function parseShmSize(v: string): number {
+  if (v === "") return 0;
+  if (!/^[+-]?\d+$/.test(v)) throw new KilnError("KILN_FRONTEND", `strconv.ParseInt: parsing ${JSON.stringify(v)}: invalid syntax`);
+  return Number(v);
+}
+
+const ulimitNames = new Set(["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"]);
+
+/** `ulimit=nofile=1024:2048,nproc=512`: Docker's NAME=SOFT[:HARD] (hard defaults to soft), comma-separated. */
+export function parseUlimits(v: string): { name: string; soft: number; hard: number }[] {
+  if (v === "") return [];
+  const fail = (msg: string) => new KilnError("KILN_FRONTEND", `failed to parse ulimit: ${msg}`);
+  return v.split(",").map((field) => {
+    const eq = field.indexOf("=");
+    if (eq < 0) throw fail(`invalid ulimit argument: ${field}`);
+    const name = field.slice(0, eq);
+    if (!ulimitNames.has(name)) throw fail(`invalid ulimit type: ${name}`);
+    const vals = field.slice(eq + 1).split(":");
+    if (vals.length > 2) throw fail(`too many limit value arguments - ${field.slice(eq + 1)}, can only have up to two, \`soft[:hard]\``);
+    const nums = vals.map((x) => {
+      if (!/^[+-]?\d+$/.test(x)) throw fail(`strconv.ParseInt: parsing ${JSON.stringify(x)}: invalid syntax`);
+      return Number(x);
+    });
+    const soft = nums[0]!;
+    const hard = nums[1] ?? soft;
+    if (hard !== -1) {
+      if (soft === -1) throw fail(`ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: ${hard}`);
+      if (soft > hard) throw fail(`ulimit soft limit must be less than or equal to hard limit: ${soft} > ${hard}`);
+    }
+    return { name, soft, hard };
+  });
 }
 
 /** `platform=linux/amd64,linux/arm64`, normalised; a bad entry is one clear error. */

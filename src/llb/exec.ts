@@ -63,6 +63,7 @@ export interface ExecSpec {
   extraHosts: { host: string; ip: string }[];
   secretEnv: { id: string; name: string; optional?: boolean }[];
   proxyEnv: ProxyEnvOpt | undefined;
+  ulimits: { name: string; soft: number; hard: number }[];
   constraints: Constraints;
 }
 
@@ -211,6 +212,7 @@ export class ExecVertex implements Vertex {
     if (base.security !== 0) caps.push("exec.meta.security");
     const p = this.spec.proxyEnv;
     if (p) caps.push("exec.meta.proxyenv");
+    if (this.spec.ulimits.length > 0) caps.push("exec.meta.ulimit");
     for (const m of this.mounts) {
       if (m.selector !== "") caps.push("exec.mount.selector");
       if (m.cacheId !== "") caps.push("exec.mount.cache", "exec.mount.cache.sharing");
@@ -272,6 +274,7 @@ export class ExecVertex implements Vertex {
           proxyEnv: p ? { httpProxy: p.httpProxy ?? "", httpsProxy: p.httpsProxy ?? "", ftpProxy: p.ftpProxy ?? "", noProxy: p.noProxy ?? "", allProxy: p.allProxy ?? "" } : undefined,
           extraHosts: this.spec.extraHosts.map((h) => ({ Host: h.host, IP: h.ip })),
           hostname: base.hostname,
+          ulimit: this.spec.ulimits.map((u) => ({ Name: u.name, Soft: BigInt(u.soft), Hard: BigInt(u.hard) })),
           removeMountStubsRecursive: true,
         },
         mounts,

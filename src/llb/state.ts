@@ -48,6 +48,8 @@ export interface RunOptions extends Constraints {
   secretEnv?: { id: string; name: string; optional?: boolean }[];
   /** Proxy variables given to the process but kept out of the cache key. */
   proxyEnv?: ProxyEnvOpt;
+  /** Resource limits of the process ("nofile", "nproc", …), as Go's llb.AddUlimit. */
+  ulimits?: { name: string; soft: number; hard: number }[];
 }
 
 const netModes: Record<NetworkMode, NetMode> = { sandbox: NetMode.UNSET, host: NetMode.HOST, none: NetMode.NONE };
@@ -168,6 +170,7 @@ export class State {
       extraHosts: opts.extraHosts ?? [],
       secretEnv: opts.secretEnv ?? [],
       proxyEnv: opts.proxyEnv,
+      ulimits: opts.ulimits ?? [],
       constraints: opts,
     });
     // Like Go, the result keeps the State's own metadata, not the per-run overrides.

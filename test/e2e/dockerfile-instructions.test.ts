@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdir, readFile, access } from "node:fs/promises";
+import { mkdir, readFile, access, symlink } from "node:fs/promises";
 import path from "node:path";
 import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
@@ -101,4 +101,19 @@ test("errors carry the Dockerfile line and BuildKit's message", async (t) => {
       await assert.rejects(access(dest));
     });
   }
+});
+
+test("the Dockerfile may be spelled dockerfile, or be a symlink to another file of the directory", async () => {
+  const lower = await env.context({ dockerfile: "FROM busybox\nRUN echo lower > /which\n" });
+  const a = await env.run(["build", lower, "-o", `type=local,dest=${path.join(env.tmp, "df-lower")}`]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal((await readFile(path.join(env.tmp, "df-lower", "which"), "utf8")).trim(), "lower");
+  const linked = await env.context({ "Dockerfile.web": "FROM busybox\nRUN echo web > /which\n" });
+  await symlink("Dockerfile.web", path.join(linked, "Dockerfile"));
+  const b = await env.run(["build", linked, "-o", `type=local,dest=${path.join(env.tmp, "df-link")}`]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal((await readFile(path.join(env.tmp, "df-link", "which"), "utf8")).trim(), "web");
+  // A name given with -f is exact.
+  const c = await env.run(["build", lower, "-f", path.join(lower, "Dockerfile.x"), "-o", `type=local,dest=${path.join(env.tmp, "df-none")}`]);
+  assert.notEqual(c.code, 0);
 });

@@ -111,3 +111,18 @@ test("mounts from an image, cache mounts with uid/gid/mode or seeded from a stag
   assert.equal(await readFile(path.join(r.dest, "seed-content"), "utf8"), "seeded\n");
   assert.equal(await readFile(path.join(r.dest, "seed-later"), "utf8"), "seeded\nadded\n", "the seeded cache keeps what the first step wrote");
 });
+
+test("frontend options hostname (or BUILDKIT_SANDBOX_HOSTNAME), shm-size and ulimit reach each RUN", async () => {
+  const ctx = await env.context({
+    Dockerfile: "FROM busybox\nRUN hostname > /host && grep -c foo /etc/hosts > /hosts && mount | grep /dev/shm > /shm && ulimit -n > /nofile\n",
+  });
+  const r = await build(ctx, "run-opts", ["--opt", "hostname=bar", "--opt", "build-arg:BUILDKIT_SANDBOX_HOSTNAME=foo", "--opt", "shm-size=134217728", "--opt", "ulimit=nofile=1062:1062"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await readFile(path.join(r.dest, "host"), "utf8")).trim(), "foo", "the build arg wins over the attr");
+  assert.equal((await readFile(path.join(r.dest, "hosts"), "utf8")).trim(), "1");
+  assert.match(await readFile(path.join(r.dest, "shm"), "utf8"), /size=131072k/);
+  assert.equal((await readFile(path.join(r.dest, "nofile"), "utf8")).trim(), "1062");
+  const bad = await build(ctx, "run-opts-bad", ["--opt", "ulimit=nofile=2:1"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /failed to parse ulimit: ulimit soft limit must be less than or equal to hard limit: 2 > 1/);
+});

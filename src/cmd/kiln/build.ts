@@ -196,7 +196,10 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
     }
     if (req.frontend === "dockerfile.v0" && !flags.frontend) {
       const df = path.join(dirs.dockerfile!, req.frontendAttrs!.filename!);
-      await access(df).catch(() => {
+      // The frontend also takes `dockerfile` for a missing `Dockerfile`, as BuildKit's does.
+      const lower = path.basename(df) === "Dockerfile" ? path.join(path.dirname(df), "dockerfile") : undefined;
+      await access(df).catch(async () => {
+        if (lower && (await access(lower).then(() => true, () => false))) return;
         throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${df}: no such file or directory`);
       });
     }

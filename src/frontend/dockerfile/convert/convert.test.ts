@@ -241,3 +241,36 @@ test("multi-platform step names lead with the platform, with ->ARCH where a stag
   const single = await convert(df, { targetPlatform: arm64 });
   assert.ok(ops(single.def, "exec").map(name).includes("[build 2/3] RUN echo tool"));
 });
+
+void test("a windows stage gets cmd /S /C and a windows PATH; linux keeps /bin/sh -c", async () => {
+  const windows: Platform = { os: "windows", architecture: "amd64" };
+  const df = "FROM scratch\nENTRYPOINT foo bar\n";
+  const win = await convert(df, { targetPlatform: windows });
+  assert.deepEqual(win.res.image.config?.Entrypoint, ["cmd", "/S", "/C", "foo bar"]);
+  assert.deepEqual(win.res.image.config?.Env, ["PATH=c:\\Windows\\System32;c:\\Windows"]);
+  const linux = await convert(df);
+  assert.deepEqual(linux.res.image.config?.Entrypoint, ["/bin/sh", "-c", "foo bar"]);
+  assert.deepEqual(linux.res.image.config?.Env, ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
+});
+
+void test("hostname, shm-size and ulimit options reach every RUN", async () => {
+  const { def } = await convert("FROM busybox\nRUN true\nFROM busybox\nRUN --mount=type=tmpfs,target=/t false\n", {
+    hostname: "foo",
+    shmSize: 134217728,
+    ulimits: [{ name: "nofile", soft: 1062, hard: 2048 }],
+  });
+  const runs = ops(def, "exec").map(exec);
+  assert.equal(runs.length, 1, "only the target stage is built");
+  const run = runs[0]!;
+  assert.equal(run.meta?.hostname, "foo");
+  assert.deepEqual(run.meta?.ulimit.map((u) => [u.Name, u.Soft, u.Hard]), [["nofile", 1062n, 2048n]]);
+  const shm = run.mounts.find((m) => m.dest === "/dev/shm");
+  assert.equal(shm?.mountType, MountType.TMPFS);
+  assert.equal(shm?.TmpfsOpt?.size, 134217728n);
+  assert.ok(run.mounts.some((m) => m.dest === "/t" && m.mountType === MountType.TMPFS));
+  // Without the options nothing is added.
+  const plain = ops((await convert("FROM busybox\nRUN true\n")).def, "exec").map(exec)[0]!;
+  assert.equal(plain.meta?.hostname, "");
+  assert.deepEqual(plain.meta?.ulimit, []);
+  assert.equal(plain.mounts.length, 1);
+});

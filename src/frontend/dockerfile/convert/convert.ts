@@ -15,7 +15,7 @@ import { isHTTPSource } from "./gitref.js";
 import {
   cloneImage,
   commitToHistory,
-  defaultPathEnv,
+  defaultPathFor,
   emptyImage,
   envKey,
   goDuration,
@@ -40,6 +40,12 @@ export interface ConvertOptions {
   sessionId: string;
   excludePatterns: string[];
   noCache: boolean;
+  /** The sandbox hostname of every RUN (the `hostname` attr or BUILDKIT_SANDBOX_HOSTNAME). */
+  hostname?: string;
+  /** Bytes of the /dev/shm tmpfs each RUN gets (`shm-size`); 0 keeps the runtime's. */
+  shmSize?: number;
+  /** Resource limits of every RUN (`ulimit`). */
+  ulimits?: { name: string; soft: number; hard: number }[];
   /** A multi-platform build: step names lead with their platform, as BuildKit's PrefixPlatform. */
   prefixPlatform?: boolean;
   resolveImageConfig(ref: string, platform: Platform): Promise<{ ref: string; digest: string; config: Uint8Array }>;
@@ -271,6 +277,9 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
     proxyEnv: proxyEnvFromBuildArgs(opts.buildArgs),
     cacheIdNamespace: opts.buildArgs.BUILDKIT_CACHE_MOUNT_NS ?? "",
     locOf,
+    hostname: opts.hostname ?? "",
+    shmSize: opts.shmSize ?? 0,
+    ulimits: opts.ulimits ?? [],
   };
   const ctxPaths = new Set<string>();
   for (const d of [...states]) {
@@ -378,11 +387,12 @@ async function initStage(d: DispatchState, opt: DispatchOpt, toCommand: (cmd: Co
     d.image = cloneImage(d.base.image);
   }
   const cfg = d.image.config;
-  if (!(cfg.Env ?? []).some((e) => envKey(e) === "PATH")) cfg.Env = [...(cfg.Env ?? []), defaultPathEnv];
+  if (!(cfg.Env ?? []).some((e) => envKey(e) === "PATH")) cfg.Env = [...(cfg.Env ?? []), defaultPathFor(d.platform?.os)];
   for (const e of cfg.Env ?? []) {
     const [k, v] = splitEnv(e);
     d.state = d.state.addEnv(k, v);
   }
+  if (opt.hostname) d.state = d.state.hostname(opt.hostname);
   if (cfg.WorkingDir) {
     d.state = d.state.dir(cfg.WorkingDir);
     cfg.WorkingDir = absDir(cfg.WorkingDir, "/");

@@ -9,10 +9,13 @@ import type { Mount, RunCommand } from "../instructions/index.js";
 import { dfCmd, displayName, prefixCommand, stateEnv, type DispatchOpt, type DispatchState } from "./dispatchstate.js";
 import { commitToHistory } from "./image.js";
 
-const defaultShell = ["/bin/sh", "-c"];
+/** The shell of shell-form commands when SHELL set none, by the image's OS. */
+function defaultShell(os: string | undefined): string[] {
+  return os === "windows" ? ["cmd", "/S", "/C"] : ["/bin/sh", "-c"];
+}
 
 export function withShell(d: DispatchState, args: string[]): string[] {
-  const shell = d.image.config.Shell && d.image.config.Shell.length > 0 ? d.image.config.Shell : defaultShell;
+  const shell = d.image.config.Shell && d.image.config.Shell.length > 0 ? d.image.config.Shell : defaultShell(d.image.os);
   return [...shell, args.join(" ")];
 }
 
@@ -66,6 +69,9 @@ export function dispatchRun(d: DispatchState, c: RunCommand, sources: (DispatchS
     // A RUN names the platform its state has: none for a scratch stage without --platform.
     customName: prefixCommand(d, displayName(opt.lex, customName, stateEnv(d), true), { platform: d.platform ?? null, env }),
   };
+  if (opt.ulimits.length > 0) run.ulimits = opt.ulimits;
+  // After the RUN's own mounts, as BuildKit adds it: a --mount on /dev/shm doesn't replace it.
+  if (opt.shmSize > 0) mounts.push({ dest: "/dev/shm", source: State.scratch(), type: "tmpfs", tmpfsSize: opt.shmSize });
   if (d.ignoreCache) run.ignoreCache = true;
   if (opt.proxyEnv) run.proxyEnv = opt.proxyEnv;
   if (secretEnv.length > 0) run.secretEnv = secretEnv;

@@ -56,6 +56,9 @@ export interface DispatchOpt {
   proxyEnv: ProxyEnvOpt | undefined;
   cacheIdNamespace: string;
   locOf(loc: SourceLocation): Constraints["sourceLocation"];
+  hostname: string;
+  shmSize: number;
+  ulimits: { name: string; soft: number; hard: number }[];
 }
 
 export function llbPlatform(p: Platform): LLBPlatform {

@@ -6,10 +6,17 @@ import type { Platform } from "../../../util/index.js";
 export type StageImage = Partial<ImageConfig> & { config: ContainerConfig };
 
 export const defaultPathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** Windows images search System32 first, as BuildKit's system.DefaultPathEnv says for os=windows. */
+const defaultPathEnvWindows = "PATH=c:\\Windows\\System32;c:\\Windows";
+
+/** The PATH a stage gets when its image sets none, by the stage's OS. */
+export function defaultPathFor(os: string | undefined): string {
+  return os === "windows" ? defaultPathEnvWindows : defaultPathEnv;
+}
 const historyComment = "buildkit.dockerfile.v0";
 
 export function emptyImage(p: Platform): StageImage {
-  const img: StageImage = { architecture: p.architecture, os: p.os, config: { Env: [defaultPathEnv], WorkingDir: "/" }, rootfs: { type: "layers", diff_ids: [] } };
+  const img: StageImage = { architecture: p.architecture, os: p.os, config: { Env: [defaultPathFor(p.os)], WorkingDir: "/" }, rootfs: { type: "layers", diff_ids: [] } };
   if (p.variant) img.variant = p.variant;
   return img;
 }
