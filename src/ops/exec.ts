@@ -6,11 +6,11 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import type { ExecOp, Mount } from "../api/index.js";
 import { MountType, NetMode, CacheSharingOpt, SecurityMode, type ProxyEnv } from "../api/index.js";
-import type { CacheManager, ImmutableRef, MutableRef } from "../cache/index.js";
+import { checksumPath, type CacheManager, type ImmutableRef, type MutableRef } from "../cache/index.js";
 import type { ContainerMount, Executor, NetworkMode } from "../executor/types.js";
 import { ExitError } from "../executor/types.js";
 import type { ActiveMount } from "../snapshot/types.js";
-import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
+import type { CacheMap, CacheMapDep, Op, OpContext, Result } from "../solver/types.js";
 import { KilnError, digestOf, secureJoin, sha256Hex, type Digest } from "../util/index.js";
 import { copyAll } from "./fsops.js";
 import type { KeyLocks } from "../cache/index.js";
@@ -45,7 +45,39 @@ export class ExecOpRunner implements Op {
 
   async cacheMap(): Promise<CacheMap> {
     // Proxy variables never change the result's identity.
-    return { digest: digestOf(`exec:${this.opDigest}`), deps: [] };
+    return { digest: digestOf(`exec:${this.opDigest}`), deps: this.mountDeps() };
+  }
+
+  /**
+   * Inputs the process only reads (read-only mounts, writable ones whose changes are dropped) are
+   * keyed by the content of what is mounted, as BuildKit keys them: a stage rebuilt to the same
+   * files leaves a RUN that mounts it cached. The rootfs and mounts with an output keep the
+   * input's own key.
+   */
+  private mountDeps(): CacheMapDep[] {
+    const byInput = new Map<number, { selectors: string[]; content: boolean }>();
+    for (const m of this.execOp.mounts) {
+      const i = Number(m.input);
+      if (i < 0) continue;
+      const e = byInput.get(i) ?? { selectors: [], content: true };
+      if (m.selector !== "") e.selectors.push(path.posix.join("/", m.selector));
+      if ((!m.readonly || m.dest === "/") && Number(m.output) !== -1) e.content = false;
+      byInput.set(i, e);
+    }
+    const deps: CacheMapDep[] = [];
+    for (const [i, e] of byInput) {
+      const dep: CacheMapDep = {};
+      if (e.selectors.length > 0) dep.selector = e.selectors.join("\0");
+      if (e.content) {
+        const paths = withoutNested(e.selectors.length > 0 ? e.selectors : ["/"]);
+        dep.computeDigest = async (signal, res) => {
+          const sums = await Promise.all(paths.map((p) => checksumPath(signal, this.deps.mgr.db, res as ImmutableRef, p, { followLinks: false, wildcard: false })));
+          return digestOf(sums.join("\0"));
+        };
+      }
+      deps[i] = dep;
+    }
+    return deps;
   }
 
   async exec(signal: AbortSignal, ctx: OpContext, inputs: Result[]): Promise<Result[]> {
@@ -100,6 +132,7 @@ export class ExecOpRunner implements Op {
           network: net,
           security: this.execOp.security === SecurityMode.INSECURE ? "insecure" : "sandbox",
           extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
+          rlimits: meta.ulimit.map((u) => ({ type: `RLIMIT_${u.Name.toUpperCase()}`, soft: Number(u.Soft), hard: Number(u.Hard) })),
           stdout,
           stderr,
         });
@@ -330,4 +363,16 @@ class LogStream extends Writable {
     this.ctx.progress.write({ logs: [{ vertex: this.ctx.vertex.digest, stream: this.stream, data: chunk, timestamp: new Date() }] });
     cb();
   }
+}
+
+/** Sorted paths without those inside another listed one (whose content the parent's sum covers). */
+function withoutNested(paths: string[]): string[] {
+  const sorted = [...new Set(paths)].sort();
+  const out: string[] = [];
+  for (const p of sorted) {
+    const parent = out.at(-1);
+    if (parent !== undefined && (parent === "/" || p.startsWith(parent + "/"))) continue;
+    out.push(p);
+  }
+  return out;
 }

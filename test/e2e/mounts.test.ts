@@ -74,3 +74,23 @@ test("bind mounts from a stage and from the context; writes to them are discarde
   assert.match(await readFile(path.join(r.dest, "tmpfs"), "utf8"), / \/t tmpfs /);
   await assert.rejects(access(path.join(r.dest, "t", "x")));
 });
+
+test("a RUN that only reads a stage stays cached when the stage is rebuilt to the same files", async () => {
+  const df = [
+    "FROM busybox AS build",
+    "COPY cachebust /",
+    "RUN mkdir out && echo foo > out/foo",
+    "FROM busybox",
+    "RUN --mount=from=build,src=out,target=/out,rw touch /out/bar && head -c 16 /dev/urandom | od -x > /unique",
+    "",
+  ].join("\n");
+  const a = await buildTo(await env.context({ Dockerfile: df, cachebust: "0" }), "rw-content-1");
+  const b = await buildTo(await env.context({ Dockerfile: df, cachebust: "1" }), "rw-content-2");
+  const states = stepStates(b.stderr);
+  assert.notEqual([...states].find(([n]) => n.includes("mkdir out"))?.[1], "CACHED", "the stage itself ran again");
+  assert.equal([...states].find(([n]) => n.includes("RUN --mount"))?.[1], "CACHED");
+  assert.equal(await readFile(path.join(b.dest, "unique"), "utf8"), await readFile(path.join(a.dest, "unique"), "utf8"));
+  // Different files in the mounted directory are a different step.
+  const c = await buildTo(await env.context({ Dockerfile: df.replace("echo foo", "echo other"), cachebust: "1" }), "rw-content-3");
+  assert.notEqual(await readFile(path.join(c.dest, "unique"), "utf8"), await readFile(path.join(a.dest, "unique"), "utf8"));
+});
