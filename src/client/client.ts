@@ -75,8 +75,10 @@ export function errorSourceLocation(err: unknown): SourceLocation | undefined {
     for (const d of fromBinary(rpcstatus.StatusSchema, bin).details) {
       if (d.typeUrl !== sourceDetailType) continue;
       const j = JSON.parse(Buffer.from(d.value).toString()) as { info?: { filename?: string; data?: string }; ranges?: { start?: { line?: number }; end?: { line?: number } }[] };
-      const start = j.ranges?.[0]?.start?.line ?? 0;
-      const end = j.ranges?.[0]?.end?.line ?? start;
+      // BuildKit gives an instruction continued over several lines a range per line.
+      const ranges = j.ranges ?? [];
+      const start = ranges.length > 0 ? Math.min(...ranges.map((r) => r.start?.line ?? 0)) : 0;
+      const end = Math.max(start, ...ranges.map((r) => r.end?.line ?? start));
       if (start < 1) continue;
       const all = Buffer.from(j.info?.data ?? "", "base64").toString().split("\n");
       return { file: j.info?.filename ?? "", startLine: start, endLine: Math.max(end, start), lines: all.slice(start - 1, Math.max(end, start)), allLines: all };

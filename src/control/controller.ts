@@ -1,6 +1,8 @@
 // The engine's door: one solve request → frontend → solver → exporter, the same for the daemon,
 // the daemonless CLI and library users.
 import { readFile } from "node:fs/promises";
+import { toBinary } from "@bufbuild/protobuf";
+import { DefinitionSchema } from "../api/index.js";
 import { randomBytes } from "node:crypto";
 import { loadDefinition, type LoadedDefinition } from "../llb/index.js";
 import type { ImmutableRef } from "../cache/index.js";
@@ -378,12 +380,13 @@ function toUserError(err: VertexError, source: import("../llb/index.js").LoadedD
   const loc = locs[0];
   if (!location && loc && source) {
     const info = source.infos[loc.sourceIndex];
-    const range = loc.ranges[0];
-    if (info && range) {
+    if (info && loc.ranges.length > 0) {
       const text = Buffer.from(info.data).toString("utf8").split("\n");
-      const start = range.start?.line ?? 1;
-      const end = range.end?.line ?? start;
+      // An instruction over several lines has a range per line.
+      const start = Math.min(...loc.ranges.map((r) => r.start?.line ?? 1));
+      const end = Math.max(...loc.ranges.map((r) => r.end?.line ?? start));
       location = { file: info.filename, startLine: start, endLine: end, lines: text.slice(start - 1, end), allLines: text };
+      if (info.definition) location.definition = toBinary(DefinitionSchema, info.definition);
     }
   }
   const msg = `${err.vertex.name}: ${err.message}`;

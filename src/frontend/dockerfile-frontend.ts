@@ -1,7 +1,7 @@
 // The built-in `dockerfile.v0` frontend: reads the Dockerfile and ignore file through the bridge
 // (as local sources, exactly as BuildKit's frontend does), converts it to LLB, returns the image config.
 import path from "node:path";
-import { State, local } from "../llb/index.js";
+import { State, local, type DefinitionBytes } from "../llb/index.js";
 import { KilnError, formatPlatform, parsePlatform, type Platform } from "../util/index.js";
 import { convertDockerfile, marshalImage } from "./dockerfile/convert/index.js";
 import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
@@ -13,11 +13,11 @@ const localNameContext = "context";
  * Reads files of a client directory. followpaths (not include patterns) so a symlinked Dockerfile
  * arrives with its target.
  */
-async function readLocalFiles(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, files: string[], customName: string): Promise<(Uint8Array | undefined)[]> {
+async function readLocalFiles(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, files: string[], customName: string): Promise<{ data: (Uint8Array | undefined)[]; def: DefinitionBytes }> {
   const st = local(name, { followPaths: files, sessionId, sharedKeyHint: name, customName });
   const def = await st.marshal();
   const ref = await bridge.solve(signal, def.toBinary());
-  return Promise.all(files.map((f) => bridge.readFile(signal, ref, f)));
+  return { data: await Promise.all(files.map((f) => bridge.readFile(signal, ref, f))), def };
 }
 
 /** `Dockerfile` may also be spelled `dockerfile` (moby/moby#10858); other names are exact. */
@@ -33,7 +33,7 @@ export class DockerfileFrontend implements Frontend {
     // The Dockerfile and its own ignore file come in one transfer; the context's .dockerignore in
     // parallel, used only when there is no Dockerfile-specific one.
     const lower = lowercaseFallback(filename);
-    const [[exact, ownIgnore, lowered], [contextIgnore]] = await Promise.all([
+    const [{ data: [exact, ownIgnore, lowered], def: dockerfileDef }, { data: [contextIgnore] }] = await Promise.all([
       readLocalFiles(signal, bridge, localNameDockerfile, opts.sessionId, [filename, `${filename}.dockerignore`, ...(lower ? [lower] : [])], `[internal] load build definition from ${filename}`),
       readLocalFiles(signal, bridge, localNameContext, opts.sessionId, [".dockerignore"], "[internal] load .dockerignore"),
     ]);
@@ -72,8 +72,12 @@ export class DockerfileFrontend implements Frontend {
           ulimits,
           prefixPlatform: exportMap,
           resolveImageConfig: (ref, platform) => bridge.resolveImageConfig(signal, ref, { platform }),
+        }).catch((err: unknown) => {
+          if (err instanceof KilnError && err.location && !err.location.definition) err.location.definition = dockerfileDef.toBinary();
+          throw err;
         });
-        const def = await res.state.marshal({ platform: target, source: res.source });
+        // Errors point into the Dockerfile together with the LLB it was read with, as BuildKit's source map.
+        const def = await res.state.marshal({ platform: target, source: { ...res.source, definition: dockerfileDef } });
         return { id: formatPlatform(target), platform: target, definition: def.toBinary(), config: Buffer.from(marshalImage(res.image)) };
       }),
     );

@@ -9,6 +9,8 @@ export interface SourceLocation {
   lines: string[];
   /** The whole file, when known: clients show the lines around the error from it (BuildKit's errdefs.Source). */
   allLines?: readonly string[];
+  /** The LLB the file was read with (a marshalled pb.Definition), BuildKit's SourceInfo.definition. */
+  definition?: Uint8Array;
 }
 
 export class KilnError extends Error {

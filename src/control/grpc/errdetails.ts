@@ -2,8 +2,8 @@
 // whose Any entries hold JSON (grpcerrors.withDetails). errdefs.Source makes buildctl print the
 // Dockerfile lines around the failing instruction, as it does for buildkitd.
 import * as grpc from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { rpcstatus } from "../../api/index.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { DefinitionSchema, rpcstatus, type Definition } from "../../api/index.js";
 import { KilnError, type SourceLocation } from "../../util/index.js";
 
 export const sourceDetailType = "github.com/moby/buildkit/errdefs.Source+json";
@@ -15,7 +15,27 @@ export function sourceDetailJSON(loc: SourceLocation): string {
   const data = Buffer.from(all.join("\n")).toString("base64");
   const info: Record<string, unknown> = { filename: loc.file };
   if (data) info.data = data;
-  return JSON.stringify({ info, ranges: [{ start: { line: loc.startLine }, end: { line: loc.endLine } }] });
+  if (loc.definition) info.definition = definitionJSON(fromBinary(DefinitionSchema, loc.definition));
+  // One range per line, as BuildKit's parser locates an instruction continued over several lines.
+  const ranges = [];
+  for (let l = loc.startLine; l <= Math.max(loc.endLine, loc.startLine); l++) ranges.push({ start: { line: l }, end: { line: l } });
+  return JSON.stringify({ info, ranges });
+}
+
+/** pb.Definition under Go's encoding/json: bytes as base64, `metadata` and each `caps` always present. */
+function definitionJSON(def: Definition): Record<string, unknown> {
+  const metadata: Record<string, unknown> = {};
+  for (const [dgst, m] of Object.entries(def.metadata)) {
+    const md: Record<string, unknown> = {};
+    if (m.ignoreCache) md.ignore_cache = true;
+    if (Object.keys(m.description).length > 0) md.description = m.description;
+    md.caps = m.caps;
+    metadata[dgst] = md;
+  }
+  const out: Record<string, unknown> = {};
+  if (def.def.length > 0) out.def = def.def.map((b) => Buffer.from(b).toString("base64"));
+  out.metadata = metadata;
+  return out;
 }
 
 /** `status` with the error's typed details attached, when it has any. */

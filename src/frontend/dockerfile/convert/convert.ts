@@ -138,9 +138,10 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
   if (stages.length === 0) throw new KilnError("KILN_DOCKERFILE", "the Dockerfile has no build stages (no FROM instruction)");
   const lex = new ShellLex(parsed.escapeToken);
   const source: SourceMapInput = { filename: opts.filename, data: opts.dockerfile };
+  // A range per line, as BuildKit's parser locates an instruction continued over several lines.
   const locOf = (loc: SourceLocation): Constraints["sourceLocation"] => ({
     sourceIndex: 0,
-    ranges: [{ start: { line: loc.startLine, character: 0 }, end: { line: loc.endLine, character: 0 } }],
+    ranges: Array.from({ length: Math.max(loc.endLine - loc.startLine, 0) + 1 }, (_, i) => ({ start: { line: loc.startLine + i, character: 0 }, end: { line: loc.startLine + i, character: 0 } })),
   });
 
   // Global args: the platform args, then the ARGs before the first FROM; --build-arg overrides both.
