@@ -9,9 +9,10 @@ import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
 import { State, FileAction } from "../../src/llb/index.js";
 import { ControlClient } from "../../src/client/index.js";
-import { bindClient, health, type control } from "../../src/api/index.js";
+import { bindClient, gateway, health, type control } from "../../src/api/index.js";
 
 const repoRoot = path.resolve(import.meta.dirname, "../..");
 const kilnBin = path.join(repoRoot, "bin", "kiln");
@@ -302,10 +303,17 @@ describe("kilnd", { concurrency: false }, () => {
     assert.deepEqual(res.ExporterResponse, {});
   });
 
-  test("an empty Solve (a gateway-driven build) fails at once with Unimplemented", async () => {
+  test("an empty Solve is a gateway-driven build: it waits for the client's LLBBridge calls until canceled", async () => {
     const ac = new AbortController();
     using client = await ControlClient.connect(ac.signal, { addr });
-    await assert.rejects(client.api.solve({ Ref: `empty-${Date.now()}`, Exporter: "tar" }, { signal: ac.signal }), (err: { code?: number; details?: string }) => err.code === 12 && /gateway API \(LLBBridge\)/.test(err.details ?? ""));
+    const solving = client.api.solve({ Ref: `empty-${Date.now()}` }, { signal: ac.signal });
+    const settled = await Promise.race([solving.then(() => "settled", () => "settled"), sleep(300).then(() => "waiting")]);
+    assert.equal(settled, "waiting");
+    // LLBBridge calls must name their build, as buildkitd's forwarder requires.
+    const bridge = bindClient(gateway.LLBBridge, client.api.raw);
+    await assert.rejects(bridge.ping({}), (err: { code?: number; details?: string }) => err.code === 5 && err.details === "forwarding Ping: no buildid found in context");
+    ac.abort();
+    await assert.rejects(solving, (err: { code?: number }) => err.code === 1);
   });
 
   test("TCP with mutual TLS: a client of the CA is served; another CA's client and a client without a certificate are refused", async () => {

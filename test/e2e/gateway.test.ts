@@ -1,7 +1,7 @@
 // Builds driven through the gateway API (LLBBridge), as buildctl ≥ 0.11 and buildx drive every
 // build: kiln's own client against a real kilnd, BuildKit's buildctl when it is installed, and
 // `kiln debug llb`'s Definition.
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -21,188 +21,192 @@ const buildctl = process.env.BUILDCTL ?? "/opt/bk/bin/buildctl";
 let env: KilnEnv;
 let daemon: { proc: ChildProcess; sock: string; log: () => string; exited: Promise<number | null> };
 
-before(async () => {
-  env = await kilnEnv();
-  const sock = path.join(env.tmp, "kilnd-gw.sock");
-  const proc = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), "--root", path.join(env.tmp, "kilnd-root"), "--config", env.config, "--addr", `unix://${sock}`], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  proc.stderr!.on("data", (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
-  daemon = { proc, sock, log: () => log, exited };
-  for (let i = 0; !log.includes("running server on"); i++) {
-    if (i > 600 || proc.exitCode !== null) throw new Error(`kilnd did not start:\n${log}`);
-    await sleep(50);
-  }
-});
-
-after(async () => {
-  if (daemon && daemon.proc.exitCode === null && daemon.proc.signalCode === null) {
-    daemon.proc.kill("SIGTERM");
-    const code = await Promise.race([daemon.exited, sleep(20_000).then(() => "timeout" as const)]);
-    if (code === "timeout") {
-      daemon.proc.kill("SIGKILL");
-      await daemon.exited;
+// A suite, so the shared registry and this daemon start when these tests run, not when the file loads
+// beside other e2e files (whose suites stop the shared registry when they end).
+void describe("gateway builds", () => {
+  before(async () => {
+    env = await kilnEnv();
+    const sock = path.join(env.tmp, "kilnd-gw.sock");
+    const proc = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), "--root", path.join(env.tmp, "kilnd-root"), "--config", env.config, "--addr", `unix://${sock}`], { stdio: ["ignore", "ignore", "pipe"] });
+    let log = "";
+    proc.stderr!.on("data", (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+    daemon = { proc, sock, log: () => log, exited };
+    for (let i = 0; !log.includes("running server on"); i++) {
+      if (i > 600 || proc.exitCode !== null) throw new Error(`kilnd did not start:\n${log}`);
+      await sleep(50);
     }
-  }
-  await env?.close();
-  await stopSharedRegistry();
-});
-
-async function connect(signal: AbortSignal): Promise<ControlClient> {
-  return ControlClient.connect(signal, { addr: `unix://${daemon.sock}` });
-}
-
-const goModeSymlink = 1 << 27;
-
-void test("kiln's client drives kilnd as buildctl does: Ping, Solve with dockerfile.v0, ReadFile/ReadDir/StatFile on the result, Warn, Return → exported", async () => {
-  const signal = AbortSignal.timeout(120_000);
-  using client = await connect(signal);
-  const ctx = await env.context({ Dockerfile: 'FROM busybox\nARG WHO\nRUN mkdir /out && echo "hi $WHO" > /out/greeting && ln -s greeting /out/link\n' });
-  const out = path.join(env.tmp, "gw-local-out");
-  const statuses: control.StatusResponse[] = [];
-  const seen: Record<string, unknown> = {};
-  const res = await gatewayBuild(signal, client, { Exporter: "local", FrontendAttrs: { "build-arg:WHO": "gw" } }, { dirs: { context: ctx, dockerfile: ctx }, dirTarget: out }, (s) => statuses.push(s), async (gw, s) => {
-    const pong = await gw.ping(s);
-    const fe = new Map(pong.FrontendAPICaps.map((c) => [c.ID, c.Enabled]));
-    seen.caps = [fe.get("return"), fe.get("proto.refarray"), fe.get("readdir"), pong.LLBCaps.some((c) => c.ID === "file.base")];
-    seen.workers = pong.Workers.length;
-    const r = await gw.solve(s, { Frontend: "dockerfile.v0", FrontendOpt: { "build-arg:WHO": "gw" } });
-    const ref = r.result?.result.case === "ref" ? r.result.result.value : undefined;
-    assert.ok(ref && ref.id !== "", "a ref for the frontend's result");
-    assert.ok((ref.def?.def.length ?? 0) > 1, "the ref carries its definition");
-    assert.ok(r.result?.metadata["containerimage.config"], "the frontend's image config comes back as metadata");
-    seen.greeting = Buffer.from(await gw.readFile(s, ref.id, "/out/greeting")).toString();
-    seen.range = Buffer.from(await gw.readFile(s, ref.id, "out/greeting", { offset: 3, length: 2 })).toString();
-    seen.dir = (await gw.readDir(s, ref.id, "/out")).map((e) => e.path);
-    seen.glob = (await gw.readDir(s, ref.id, "/out", "l*")).map((e) => e.path);
-    // ReadDir lists entries as they are; StatFile follows a final symlink, as BuildKit's (fs.RootPath).
-    const link = (await gw.readDir(s, ref.id, "/out")).find((e) => e.path === "link");
-    seen.link = [link?.linkname, ((link?.mode ?? 0) & goModeSymlink) !== 0];
-    const st = await gw.statFile(s, ref.id, "/out/link");
-    seen.stat = [st?.path, Number(st?.size), ((st?.mode ?? 0) & goModeSymlink) !== 0];
-    const missing = await gw.readFile(s, ref.id, "/nope").then(() => undefined, (e: grpc.ServiceError) => e);
-    seen.missing = [missing?.code, missing?.details];
-    const unknown = await gw.readFile(s, "not-a-ref", "/x").then(() => undefined, (e: grpc.ServiceError) => e);
-    seen.unknown = unknown?.details;
-    const img = await gw.resolveImageConfig(s, { Ref: "docker.io/library/busybox:latest" });
-    seen.image = [img.Digest.startsWith("sha256:"), JSON.parse(Buffer.from(img.Config).toString()).os];
-    await gw.warn(s, { digest: "", level: 1n, short: Buffer.from("a warning from the build function") });
-    seen.inputs = Object.keys(await gw.inputs(s));
-    return r.result;
   });
-  assert.deepEqual(seen.caps, [true, true, true, true]);
-  assert.equal(seen.workers, 1);
-  assert.equal(seen.greeting, "hi gw\n");
-  assert.equal(seen.range, "gw");
-  assert.deepEqual(seen.dir, ["greeting", "link"]);
-  assert.deepEqual(seen.glob, ["link"]);
-  assert.deepEqual(seen.link, ["greeting", true]);
-  assert.deepEqual(seen.stat, ["greeting", 6, false]);
-  assert.deepEqual(seen.missing, [grpc.status.NOT_FOUND, "open /nope: no such file or directory"]);
-  assert.match(String(seen.unknown), /no such ref: not-a-ref/);
-  assert.deepEqual(seen.image, [true, "linux"]);
-  assert.deepEqual(seen.inputs, []);
-  assert.deepEqual(res, {});
-  assert.equal(await readFile(path.join(out, "out", "greeting"), "utf8"), "hi gw\n");
-  const warnings = statuses.flatMap((s) => s.warnings).map((w) => Buffer.from(w.short).toString());
-  assert.ok(warnings.includes("a warning from the build function"), `warnings: ${JSON.stringify(warnings)}`);
-  const names = statuses.flatMap((s) => s.vertexes).map((v) => v.name);
-  assert.ok(names.some((n) => n.includes('RUN mkdir /out && echo "hi gw"')), names.join("\n"));
-});
 
-void test("an error the build function returns fails the solve with its message; a failing RUN fails it after Return", async () => {
-  const signal = AbortSignal.timeout(120_000);
-  using client = await connect(signal);
-  const bad = await env.context({ Dockerfile: "FROM busybox\nBOGUS x\n" });
-  const err = await gatewayBuild(signal, client, {}, { dirs: { context: bad, dockerfile: bad } }, () => undefined, async (gw, s) => {
-    const r = await gw.solve(s, { Frontend: "dockerfile.v0" });
-    return r.result;
-  }).then(() => undefined, (e: unknown) => e);
-  assert.ok(err instanceof Error);
-  assert.match(err.message, /^failed to solve: dockerfile parse error on line 2: unknown instruction: BOGUS/);
+  after(async () => {
+    if (daemon && daemon.proc.exitCode === null && daemon.proc.signalCode === null) {
+      daemon.proc.kill("SIGTERM");
+      const code = await Promise.race([daemon.exited, sleep(20_000).then(() => "timeout" as const)]);
+      if (code === "timeout") {
+        daemon.proc.kill("SIGKILL");
+        await daemon.exited;
+      }
+    }
+    await env?.close();
+    await stopSharedRegistry();
+  });
 
-  const thrown = await gatewayBuild(signal, client, {}, {}, () => undefined, () => Promise.reject(new Error("the build function gave up"))).then(() => undefined, (e: unknown) => e);
-  assert.match((thrown as Error).message, /^failed to solve: the build function gave up/);
+  async function connect(signal: AbortSignal): Promise<ControlClient> {
+    return ControlClient.connect(signal, { addr: `unix://${daemon.sock}` });
+  }
 
-  const failing = await env.context({ Dockerfile: "FROM busybox\nRUN echo about to fail && exit 3\n" });
-  const runErr = await gatewayBuild(signal, client, {}, { dirs: { context: failing, dockerfile: failing } }, () => undefined, async (gw, s) => (await gw.solve(s, { Frontend: "dockerfile.v0" })).result).then(() => undefined, (e: unknown) => e);
-  assert.match((runErr as Error).message, /process "\/bin\/sh -c echo about to fail && exit 3" did not complete successfully: exit code: 3/);
+  const goModeSymlink = 1 << 27;
 
-  // The daemon is still fine: an empty result (buildx's capability probe) finishes cleanly.
-  assert.deepEqual(await gatewayBuild(signal, client, {}, {}, () => undefined, async (gw, s) => (await gw.ping(s), undefined)), {});
-});
+  test("kiln's client drives kilnd as buildctl does: Ping, Solve with dockerfile.v0, ReadFile/ReadDir/StatFile on the result, Warn, Return → exported", async () => {
+    const signal = AbortSignal.timeout(120_000);
+    using client = await connect(signal);
+    const ctx = await env.context({ Dockerfile: 'FROM busybox\nARG WHO\nRUN mkdir /out && echo "hi $WHO" > /out/greeting && ln -s greeting /out/link\n' });
+    const out = path.join(env.tmp, "gw-local-out");
+    const statuses: control.StatusResponse[] = [];
+    const seen: Record<string, unknown> = {};
+    const res = await gatewayBuild(signal, client, { Exporter: "local", FrontendAttrs: { "build-arg:WHO": "gw" } }, { dirs: { context: ctx, dockerfile: ctx }, dirTarget: out }, (s) => statuses.push(s), async (gw, s) => {
+      const pong = await gw.ping(s);
+      const fe = new Map(pong.FrontendAPICaps.map((c) => [c.ID, c.Enabled]));
+      seen.caps = [fe.get("return"), fe.get("proto.refarray"), fe.get("readdir"), pong.LLBCaps.some((c) => c.ID === "file.base")];
+      seen.workers = pong.Workers.length;
+      const r = await gw.solve(s, { Frontend: "dockerfile.v0", FrontendOpt: { "build-arg:WHO": "gw" } });
+      const ref = r.result?.result.case === "ref" ? r.result.result.value : undefined;
+      assert.ok(ref && ref.id !== "", "a ref for the frontend's result");
+      assert.ok((ref.def?.def.length ?? 0) > 1, "the ref carries its definition");
+      assert.ok(r.result?.metadata["containerimage.config"], "the frontend's image config comes back as metadata");
+      seen.greeting = Buffer.from(await gw.readFile(s, ref.id, "/out/greeting")).toString();
+      seen.range = Buffer.from(await gw.readFile(s, ref.id, "out/greeting", { offset: 3, length: 2 })).toString();
+      seen.dir = (await gw.readDir(s, ref.id, "/out")).map((e) => e.path);
+      seen.glob = (await gw.readDir(s, ref.id, "/out", "l*")).map((e) => e.path);
+      // ReadDir lists entries as they are; StatFile follows a final symlink, as BuildKit's (fs.RootPath).
+      const link = (await gw.readDir(s, ref.id, "/out")).find((e) => e.path === "link");
+      seen.link = [link?.linkname, ((link?.mode ?? 0) & goModeSymlink) !== 0];
+      const st = await gw.statFile(s, ref.id, "/out/link");
+      seen.stat = [st?.path, Number(st?.size), ((st?.mode ?? 0) & goModeSymlink) !== 0];
+      const missing = await gw.readFile(s, ref.id, "/nope").then(() => undefined, (e: grpc.ServiceError) => e);
+      seen.missing = [missing?.code, missing?.details];
+      const unknown = await gw.readFile(s, "not-a-ref", "/x").then(() => undefined, (e: grpc.ServiceError) => e);
+      seen.unknown = unknown?.details;
+      const img = await gw.resolveImageConfig(s, { Ref: "docker.io/library/busybox:latest" });
+      seen.image = [img.Digest.startsWith("sha256:"), JSON.parse(Buffer.from(img.Config).toString()).os];
+      await gw.warn(s, { digest: "", level: 1n, short: Buffer.from("a warning from the build function") });
+      seen.inputs = Object.keys(await gw.inputs(s));
+      return r.result;
+    });
+    assert.deepEqual(seen.caps, [true, true, true, true]);
+    assert.equal(seen.workers, 1);
+    assert.equal(seen.greeting, "hi gw\n");
+    assert.equal(seen.range, "gw");
+    assert.deepEqual(seen.dir, ["greeting", "link"]);
+    assert.deepEqual(seen.glob, ["link"]);
+    assert.deepEqual(seen.link, ["greeting", true]);
+    assert.deepEqual(seen.stat, ["greeting", 6, false]);
+    assert.deepEqual(seen.missing, [grpc.status.NOT_FOUND, "open /nope: no such file or directory"]);
+    assert.match(String(seen.unknown), /no such ref: not-a-ref/);
+    assert.deepEqual(seen.image, [true, "linux"]);
+    assert.deepEqual(seen.inputs, []);
+    assert.deepEqual(res, {});
+    assert.equal(await readFile(path.join(out, "out", "greeting"), "utf8"), "hi gw\n");
+    const warnings = statuses.flatMap((s) => s.warnings).map((w) => Buffer.from(w.short).toString());
+    assert.ok(warnings.includes("a warning from the build function"), `warnings: ${JSON.stringify(warnings)}`);
+    const names = statuses.flatMap((s) => s.vertexes).map((v) => v.name);
+    assert.ok(names.some((n) => n.includes('RUN mkdir /out && echo "hi gw"')), names.join("\n"));
+  });
 
-/** `kiln debug llb` with stdout as bytes. */
-async function debugLLB(args: string[]): Promise<Buffer> {
-  const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), "--root", env.root, "--config", env.config, "debug", "llb", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const chunks: Buffer[] = [];
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => chunks.push(d));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-  assert.equal(code, 0, stderr);
-  return Buffer.concat(chunks);
-}
+  test("an error the build function returns fails the solve with its message; a failing RUN fails it after Return", async () => {
+    const signal = AbortSignal.timeout(120_000);
+    using client = await connect(signal);
+    const bad = await env.context({ Dockerfile: "FROM busybox\nBOGUS x\n" });
+    const err = await gatewayBuild(signal, client, {}, { dirs: { context: bad, dockerfile: bad } }, () => undefined, async (gw, s) => {
+      const r = await gw.solve(s, { Frontend: "dockerfile.v0" });
+      return r.result;
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof Error);
+    assert.match(err.message, /^failed to solve: dockerfile parse error on line 2: unknown instruction: BOGUS/);
 
-void test("kiln debug llb writes a Definition whose last op is a bare reference to the result", async () => {
-  const ctx = await env.context({ Dockerfile: "FROM busybox AS base\nARG MSG=x\nRUN echo $MSG > /m\nFROM base AS final\nRUN cat /m\n", "data.txt": "d\n" });
-  const bytes = await debugLLB([ctx, "--target", "base", "--build-arg", "MSG=hello"]);
-  const def = fromBinary(pb.DefinitionSchema, bytes);
-  const ops = def.def.map((b) => ({ digest: `sha256:${createHash("sha256").update(b).digest("hex")}`, op: fromBinary(pb.OpSchema, b) }));
-  const last = ops.at(-1)!;
-  assert.equal(last.op.op.case, undefined, "the terminal op has no body");
-  assert.equal(last.op.inputs.length, 1);
-  const result = ops.find((o) => o.digest === last.op.inputs[0]!.digest);
-  assert.ok(result, "the terminal op points at an op of the definition");
-  assert.equal(result.op.op.case, "exec");
-  assert.deepEqual(result.op.op.case === "exec" ? result.op.op.value.meta?.args : [], ["/bin/sh", "-c", "echo $MSG > /m"]);
-  assert.ok(result.op.op.case === "exec" && result.op.op.value.meta?.env.includes("MSG=hello"));
-  assert.equal(def.metadata[result.digest]?.description["llb.customname"], "[base 2/2] RUN echo hello > /m");
-  // Without a session, local sources are pinned with local.unique, as LLB marshalled by a Go client.
-  for (const o of ops) if (o.op.op.case === "source" && o.op.op.value.identifier.startsWith("local://")) assert.ok(o.op.op.value.attrs["local.unique"]);
-});
+    const thrown = await gatewayBuild(signal, client, {}, {}, () => undefined, () => Promise.reject(new Error("the build function gave up"))).then(() => undefined, (e: unknown) => e);
+    assert.match((thrown as Error).message, /^failed to solve: the build function gave up/);
 
-void test("kiln build reads a Definition from stdin (buildctl's form without --frontend), in process and through kilnd", async () => {
-  const ctx = await env.context({ Dockerfile: "FROM busybox\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copy.txt\n", "data.txt": "from stdin llb\n" });
-  const def = await debugLLB([ctx]);
-  for (const [i, where] of [[], ["--addr", `unix://${daemon.sock}`]].entries()) {
-    const out = path.join(env.tmp, `stdin-llb-${i}`);
-    const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), ...(where.length > 0 ? where : ["--root", env.root, "--config", env.config]), "build", "--local", `context=${ctx}`, "-o", `type=local,dest=${out}`, "--progress", "plain"], { stdio: ["pipe", "ignore", "pipe"] });
+    const failing = await env.context({ Dockerfile: "FROM busybox\nRUN echo about to fail && exit 3\n" });
+    const runErr = await gatewayBuild(signal, client, {}, { dirs: { context: failing, dockerfile: failing } }, () => undefined, async (gw, s) => (await gw.solve(s, { Frontend: "dockerfile.v0" })).result).then(() => undefined, (e: unknown) => e);
+    assert.match((runErr as Error).message, /process "\/bin\/sh -c echo about to fail && exit 3" did not complete successfully: exit code: 3/);
+
+    // The daemon is still fine: an empty result (buildx's capability probe) finishes cleanly.
+    assert.deepEqual(await gatewayBuild(signal, client, {}, {}, () => undefined, async (gw, s) => (await gw.ping(s), undefined)), {});
+  });
+
+  /** `kiln debug llb` with stdout as bytes. */
+  async function debugLLB(args: string[]): Promise<Buffer> {
+    const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), "--root", env.root, "--config", env.config, "debug", "llb", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const chunks: Buffer[] = [];
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => chunks.push(d));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, stderr);
+    return Buffer.concat(chunks);
+  }
+
+  test("kiln debug llb writes a Definition whose last op is a bare reference to the result", async () => {
+    const ctx = await env.context({ Dockerfile: "FROM busybox AS base\nARG MSG=x\nRUN echo $MSG > /m\nFROM base AS final\nRUN cat /m\n", "data.txt": "d\n" });
+    const bytes = await debugLLB([ctx, "--target", "base", "--build-arg", "MSG=hello"]);
+    const def = fromBinary(pb.DefinitionSchema, bytes);
+    const ops = def.def.map((b) => ({ digest: `sha256:${createHash("sha256").update(b).digest("hex")}`, op: fromBinary(pb.OpSchema, b) }));
+    const last = ops.at(-1)!;
+    assert.equal(last.op.op.case, undefined, "the terminal op has no body");
+    assert.equal(last.op.inputs.length, 1);
+    const result = ops.find((o) => o.digest === last.op.inputs[0]!.digest);
+    assert.ok(result, "the terminal op points at an op of the definition");
+    assert.equal(result.op.op.case, "exec");
+    assert.deepEqual(result.op.op.case === "exec" ? result.op.op.value.meta?.args : [], ["/bin/sh", "-c", "echo $MSG > /m"]);
+    assert.ok(result.op.op.case === "exec" && result.op.op.value.meta?.env.includes("MSG=hello"));
+    assert.equal(def.metadata[result.digest]?.description["llb.customname"], "[base 2/2] RUN echo hello > /m");
+    // Without a session, local sources are pinned with local.unique, as LLB marshalled by a Go client.
+    for (const o of ops) if (o.op.op.case === "source" && o.op.op.value.identifier.startsWith("local://")) assert.ok(o.op.op.value.attrs["local.unique"]);
+  });
+
+  test("kiln build reads a Definition from stdin (buildctl's form without --frontend), in process and through kilnd", async () => {
+    const ctx = await env.context({ Dockerfile: "FROM busybox\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copy.txt\n", "data.txt": "from stdin llb\n" });
+    const def = await debugLLB([ctx]);
+    for (const [i, where] of [[], ["--addr", `unix://${daemon.sock}`]].entries()) {
+      const out = path.join(env.tmp, `stdin-llb-${i}`);
+      const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), ...(where.length > 0 ? where : ["--root", env.root, "--config", env.config]), "build", "--local", `context=${ctx}`, "-o", `type=local,dest=${out}`, "--progress", "plain"], { stdio: ["pipe", "ignore", "pipe"] });
+      let err = "";
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      child.stdin.end(def);
+      assert.equal(await new Promise((resolve) => child.on("close", resolve)), 0, err);
+      assert.equal(await readFile(path.join(out, "copy.txt"), "utf8"), "from stdin llb\n");
+    }
+  });
+
+  test("BuildKit's buildctl builds through kilnd: oci tarball, build args, target, a failing RUN, and kiln's LLB on stdin", { skip: existsSync(buildctl) ? false : `no ${buildctl}` }, async () => {
+    const addr = `unix://${daemon.sock}`;
+    const ctx = await env.context({ Dockerfile: "FROM busybox AS base\nARG WHO=nobody\nRUN echo \"hi $WHO\" > /who\nFROM base AS other\nRUN exit 1\n", "f.txt": "x\n" });
+    const tar = path.join(env.tmp, "buildctl.oci.tar");
+    const md = path.join(env.tmp, "buildctl-md.json");
+    const r = await sh(buildctl, ["--addr", addr, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--opt", "target=base", "--opt", "build-arg:WHO=buildctl", "--output", `type=oci,dest=${tar}`, "--metadata-file", md, "--progress", "plain"], { timeout: 120_000 });
+    assert.match(r.stderr, /RUN echo "hi buildctl" > \/who\n#\d+ DONE/);
+    const meta = JSON.parse(await readFile(md, "utf8")) as Record<string, unknown>;
+    assert.match(String(meta["containerimage.digest"]), /^sha256:[0-9a-f]{64}$/);
+    const { stdout } = await sh("skopeo", ["inspect", "--config", `oci-archive:${tar}`]);
+    assert.equal((JSON.parse(stdout) as { os: string }).os, "linux");
+
+    const failed = await sh(buildctl, ["--addr", addr, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--opt", "target=other", "--progress", "plain"], { timeout: 120_000 }).then(
+      () => undefined,
+      (e: { stderr: string; code: number }) => e,
+    );
+    assert.ok(failed, "the build fails");
+    assert.match(failed.stderr, /error: failed to solve: .*process "\/bin\/sh -c exit 1" did not complete successfully: exit code: 1/);
+
+    // kiln's LLB through buildctl's stdin path (LLBBridge Solve with a Definition).
+    const def = await debugLLB([ctx, "--target", "base"]);
+    const outDir = path.join(env.tmp, "buildctl-llb-out");
+    const child = spawn(buildctl, ["--addr", addr, "build", "--local", `context=${ctx}`, "--output", `type=local,dest=${outDir}`], { stdio: ["pipe", "ignore", "pipe"] });
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     child.stdin.end(def);
     assert.equal(await new Promise((resolve) => child.on("close", resolve)), 0, err);
-    assert.equal(await readFile(path.join(out, "copy.txt"), "utf8"), "from stdin llb\n");
-  }
-});
-
-void test("BuildKit's buildctl builds through kilnd: oci tarball, build args, target, a failing RUN, and kiln's LLB on stdin", { skip: existsSync(buildctl) ? false : `no ${buildctl}` }, async () => {
-  const addr = `unix://${daemon.sock}`;
-  const ctx = await env.context({ Dockerfile: "FROM busybox AS base\nARG WHO=nobody\nRUN echo \"hi $WHO\" > /who\nFROM base AS other\nRUN exit 1\n", "f.txt": "x\n" });
-  const tar = path.join(env.tmp, "buildctl.oci.tar");
-  const md = path.join(env.tmp, "buildctl-md.json");
-  const r = await sh(buildctl, ["--addr", addr, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--opt", "target=base", "--opt", "build-arg:WHO=buildctl", "--output", `type=oci,dest=${tar}`, "--metadata-file", md, "--progress", "plain"], { timeout: 120_000 });
-  assert.match(r.stderr, /RUN echo "hi buildctl" > \/who\n#\d+ DONE/);
-  const meta = JSON.parse(await readFile(md, "utf8")) as Record<string, unknown>;
-  assert.match(String(meta["containerimage.digest"]), /^sha256:[0-9a-f]{64}$/);
-  const { stdout } = await sh("skopeo", ["inspect", "--config", `oci-archive:${tar}`]);
-  assert.equal((JSON.parse(stdout) as { os: string }).os, "linux");
-
-  const failed = await sh(buildctl, ["--addr", addr, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--opt", "target=other", "--progress", "plain"], { timeout: 120_000 }).then(
-    () => undefined,
-    (e: { stderr: string; code: number }) => e,
-  );
-  assert.ok(failed, "the build fails");
-  assert.match(failed.stderr, /error: failed to solve: .*process "\/bin\/sh -c exit 1" did not complete successfully: exit code: 1/);
-
-  // kiln's LLB through buildctl's stdin path (LLBBridge Solve with a Definition).
-  const def = await debugLLB([ctx, "--target", "base"]);
-  const outDir = path.join(env.tmp, "buildctl-llb-out");
-  const child = spawn(buildctl, ["--addr", addr, "build", "--local", `context=${ctx}`, "--output", `type=local,dest=${outDir}`], { stdio: ["pipe", "ignore", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  child.stdin.end(def);
-  assert.equal(await new Promise((resolve) => child.on("close", resolve)), 0, err);
-  assert.equal(await readFile(path.join(outDir, "who"), "utf8"), "hi nobody\n");
-  assert.ok((await readdir(outDir)).includes("bin"));
+    assert.equal(await readFile(path.join(outDir, "who"), "utf8"), "hi nobody\n");
+    assert.ok((await readdir(outDir)).includes("bin"));
+  });
 });
