@@ -108,6 +108,24 @@ describe("kiln build through kilnd", { concurrency: false }, () => {
     });
   }
 
+  test("--target, --build-arg, --platform, --no-cache, --allow and -t pass through to the daemon", async () => {
+    const ctx = await env.context({
+      Dockerfile: ["FROM busybox AS base", "ARG WHO=nobody", "ARG TARGETPLATFORM", 'RUN echo "$WHO on $TARGETPLATFORM" > /who', "FROM base AS other", "RUN exit 1", ""].join("\n"),
+    });
+    const out = path.join(env.tmp, "flags-out");
+    const args = ["--addr", unix, "build", ctx, "--target", "base", "--build-arg", "WHO=kilnd", "--platform", "linux/amd64", "-t", "example.com/kilnd/named:v1", "-o", `type=local,dest=${out}`];
+    // The entitlement reaches the daemon, whose configuration doesn't grant it.
+    const denied = await env.run([...args, "--allow", "network.host"]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /^error: granting entitlement network\.host is not allowed by build daemon configuration$/m);
+    const r = await env.run(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(path.join(out, "who"), "utf8"), "kilnd on linux/amd64\n");
+    const again = await env.run([...args, "--no-cache"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /RUN echo "kilnd on linux\/amd64" > \/who\n#\d+ DONE/, "--no-cache runs the step again");
+  });
+
   test("-t --push to a registry with basic auth: the credentials come from the client's $DOCKER_CONFIG through the session", async () => {
     const reg = await startRegistry({ htpasswd: { kiln: "s3cret" } });
     try {
