@@ -66,7 +66,8 @@ export class DockerfileFrontend implements Frontend {
           contextName: localNameContext,
           sessionId: opts.sessionId,
           excludePatterns: excludes,
-          noCache: attrs["no-cache"] !== undefined,
+          // `no-cache=` (empty) means every stage, `no-cache=a,b` those stages.
+          noCache: attrs["no-cache"] === undefined ? false : attrs["no-cache"] === "" ? true : attrs["no-cache"].split(","),
           hostname: attrs["build-arg:BUILDKIT_SANDBOX_HOSTNAME"] || attrs.hostname || undefined,
           shmSize,
           ulimits,

@@ -274,3 +274,18 @@ void test("hostname, shm-size and ulimit options reach every RUN", async () => {
   assert.deepEqual(plain.meta?.ulimit, []);
   assert.equal(plain.mounts.length, 1);
 });
+
+void test("no-cache: every stage, or only the named ones (any case)", async () => {
+  const df = "FROM busybox AS s0\nRUN echo a\nFROM busybox AS s1\nRUN echo b\nFROM scratch\nCOPY --from=s0 /a /\nCOPY --from=s1 /b /\n";
+  const ignored = async (noCache: ConvertOptions["noCache"]) => {
+    const { def } = await convert(df, { noCache });
+    return ops(def, "exec")
+      .filter((o) => o.metadata?.ignoreCache)
+      .map((o) => exec(o).meta?.args.at(-1))
+      .sort();
+  };
+  assert.deepEqual(await ignored(false), []);
+  assert.deepEqual(await ignored(true), ["echo a", "echo b"]);
+  assert.deepEqual(await ignored(["S1"]), ["echo b"]);
+  assert.deepEqual(await ignored(["nosuchstage"]), []);
+});

@@ -39,7 +39,8 @@ export interface ConvertOptions {
   contextName: string;
   sessionId: string;
   excludePatterns: string[];
-  noCache: boolean;
+  /** Stages that skip the build cache: true for all, or their names (case-insensitive). */
+  noCache: boolean | readonly string[];
   /** The sandbox hostname of every RUN (the `hostname` attr or BUILDKIT_SANDBOX_HOSTNAME). */
   hostname?: string;
   /** Bytes of the /dev/shm tmpfs each RUN gets (`shm-size`); 0 keeps the runtime's. */
@@ -193,7 +194,7 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
     let total = baseName !== emptyImageName && !d.base ? 1 : 0;
     for (const c of st.commands) if (c.kind === "add" || c.kind === "copy" || c.kind === "run" || c.kind === "workdir") total++;
     d.cmdTotal = total;
-    d.ignoreCache = opts.noCache;
+    d.ignoreCache = typeof opts.noCache === "boolean" ? opts.noCache : st.name !== undefined && opts.noCache.some((n) => n.toLowerCase() === st.name!.toLowerCase());
   }
   if (opts.prefixPlatform) for (const d of states) d.prefixPlatform = { target: opts.targetPlatform };
 
