@@ -108,6 +108,8 @@ export class GatewayBuild implements Frontend {
   }
 
   async llbSolve(callSignal: AbortSignal, req: gateway.SolveRequest): Promise<MessageInitShape<typeof gateway.SolveResponseSchema>> {
+    // Final is how clients without the `return` capability (before BuildKit 0.5) set the result.
+    if (req.Final) throw new KilnError("KILN_UNIMPLEMENTED", "Solve with Final (clients without the return capability) is not supported by kilnd: use Return");
     const { bridge, opts, signal } = await this.context(callSignal);
     const def = definitionBytes(req.Definition);
     if (def && req.Frontend) throw new KilnError("KILN_FRONTEND", "cannot solve with both Definition and Frontend specified");
@@ -124,7 +126,6 @@ export class GatewayBuild implements Frontend {
       const ids = result.result.case === "ref" ? [result.result.value.id] : result.result.case === "refs" ? Object.values(result.result.value.refs).map((r) => r.id) : result.result.case === "refDeprecated" ? [result.result.value] : result.result.case === "refsDeprecated" ? Object.values(result.result.value.refs) : [];
       await Promise.all(ids.filter((id) => id !== "").map((id) => this.refs.evaluate(id, (d) => bridge.solve(signal, d))));
     }
-    if (req.Final) throw new KilnError("KILN_UNIMPLEMENTED", "Solve with Final (clients without the return capability) is not supported by kilnd: use Return");
     return { result, ref: req.allowResultReturn ? "" : result.result.case === "refDeprecated" ? result.result.value : "" };
   }
 
