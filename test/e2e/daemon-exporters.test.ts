@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { kilnEnv, repoRoot, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 import { startRegistry } from "../fixtures/registry.js";
 import { makeCerts, spawnKiln, startKilnd, type Kilnd } from "../helpers/kilnd.js";
 
@@ -124,6 +124,26 @@ describe("kiln build through kilnd", { concurrency: false }, () => {
     const again = await env.run([...args, "--no-cache"]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /RUN echo "kilnd on linux\/amd64" > \/who\n#\d+ DONE/, "--no-cache runs the step again");
+  });
+
+  test("--progress tty in a real terminal (tmux) renders the daemon's Status stream as BuildKit's frame", async () => {
+    const ctx = await env.context({ Dockerfile: `FROM busybox\nRUN echo tty-through-kilnd-${Date.now()} > /x\n` });
+    const session = `kilnd-tty-${process.pid}`;
+    const cmd = ["env", "-u", "BUILDKIT_PROGRESS", process.execPath, path.join(repoRoot, "bin", "kiln"), "--addr", unix, "build", ctx, "--progress", "tty"];
+    const quoted = cmd.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
+    await sh("tmux", ["new-session", "-d", "-x", "120", "-y", "40", "-s", session, `${quoted}; echo EXIT=$?; sleep 60`]);
+    try {
+      let text = "";
+      for (const deadline = Date.now() + 90_000; !/EXIT=\d+/.test(text); await new Promise((r) => setTimeout(r, 100))) {
+        if (Date.now() > deadline) throw new Error(`build did not finish:\n${text}`);
+        text = (await sh("tmux", ["capture-pane", "-p", "-t", session])).stdout;
+      }
+      assert.match(text, /EXIT=0/, text);
+      assert.match(text, /^\[\+\] Building \d+\.\ds \(\d+\/\d+\) FINISHED *$/m, text);
+      assert.match(text, /^ => \[2\/2\] RUN echo tty-through-kilnd-\d+ > \/x +\d+\.\ds$/m, text);
+    } finally {
+      await sh("tmux", ["kill-session", "-t", session]).catch(() => undefined);
+    }
   });
 
   test("-t --push to a registry with basic auth: the credentials come from the client's $DOCKER_CONFIG through the session", async () => {
