@@ -78,8 +78,9 @@ async function supportsExporterList(signal: AbortSignal, c: ControlClient): Prom
   if (!v) return { ok: false, version: "unknown" };
   if (v.package === kilnPackage) return { ok: true, version: v.version };
   const m = /^v?(\d+)\.(\d+)\./.exec(v.version);
-  // A development build without a release version (v0.0.0+unknown) is taken to be current.
-  const ok = !m || (Number(m[1]) === 0 && Number(m[2]) === 0) || Number(m[1]) > 0 || Number(m[2]) >= 13;
+  // A build without a release version (0.0.0+unknown) may be any age: only a known one is trusted,
+  // since an older daemon would drop every output but the first without a word.
+  const ok = m !== null && (Number(m[1]) > 0 || Number(m[2]) >= 13);
   return { ok, version: v.version };
 }
 
