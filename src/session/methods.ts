@@ -2,7 +2,7 @@
 // BytesMessage but carries fsutil Packets for directory exports, so its codec is chosen per call.
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { auth, filesync, health, methodPath, secrets, sshforward } from "../api/index.js";
+import { auth, filesync, health, methodPath, secrets, sshforward, upload } from "../api/index.js";
 
 export const methods = {
   healthCheck: methodPath(health.Health, "Check"),
@@ -13,6 +13,7 @@ export const methods = {
   getSecret: methodPath(secrets.Secrets, "GetSecret"),
   checkAgent: methodPath(sshforward.SSH, "CheckAgent"),
   forwardAgent: methodPath(sshforward.SSH, "ForwardAgent"),
+  uploadPull: methodPath(upload.Upload, "Pull"),
 } as const;
 
 export const metadataKeys = {
@@ -23,6 +24,8 @@ export const metadataKeys = {
   exporterPrefix: "exporter-md-",
   sshID: "buildkit.ssh.id",
   exporterID: "buildkit-attachable-exporter-id",
+  uploadPath: "urlpath",
+  uploadHost: "urlhost",
 } as const;
 
 export function encoder<S extends DescMessage>(schema: S): (m: MessageInitShape<S>) => Buffer {

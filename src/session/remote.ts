@@ -8,7 +8,7 @@ import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { auth, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward } from "../api/index.js";
+import { auth, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward, upload as uploadpb } from "../api/index.js";
 import { CanceledError, KilnError, errorMessage } from "../util/index.js";
 import type { AuthConfig, CredentialProvider } from "../remotes/types.js";
 import { fromGoMode, goModeKind } from "./fsmode.js";
@@ -19,7 +19,7 @@ import { bidiCall, metadataKeys, metadataValues, methods, encoder, decoder, setM
 import type { SecretStore } from "./secrets.js";
 import type { ForwardedSocket, SSHAgents } from "./ssh.js";
 import { bytesCallToDuplex, relayThroughUnixSocket } from "./tunnel.js";
-import type { LocalBase, LocalDirs, LocalEntry, SyncOptions } from "./types.js";
+import type { LocalBase, LocalDirs, LocalEntry, SyncOptions, Uploads } from "./types.js";
 import { sessionHeaders, type FileSendStream, type RemoteSession, type SessionCall, type SessionManager } from "./wire.js";
 
 const fileSendChunk = 32 << 10;
@@ -325,11 +325,34 @@ class RemoteSSH implements SSHAgents {
   }
 }
 
+class RemoteUploads implements Uploads {
+  constructor(private readonly session: GrpcRemoteSession) {}
+
+  async *pull(signal: AbortSignal, url: URL): AsyncIterable<Uint8Array> {
+    const md = new grpc.Metadata();
+    md.set(metadataKeys.uploadPath, url.pathname);
+    md.set(metadataKeys.uploadHost, url.host);
+    const call = bidiCall(this.session.client, methods.uploadPull, uploadpb.BytesMessageSchema, uploadpb.BytesMessageSchema, md);
+    const sig = AbortSignal.any([signal, this.session.closed]);
+    const onAbort = () => call.cancel();
+    sig.addEventListener("abort", onAbort, { once: true });
+    try {
+      // The daemon sends nothing; the client streams the upload and ends it.
+      call.end();
+      for await (const m of call as AsyncIterable<uploadpb.BytesMessage>) yield m.data;
+    } finally {
+      sig.removeEventListener("abort", onAbort);
+      call.cancel();
+    }
+  }
+}
+
 export class GrpcRemoteSession implements RemoteSession {
   readonly localDirs: LocalDirs;
   readonly credentials: RemoteCredentials;
   readonly secrets?: SecretStore;
   readonly ssh?: SSHAgents;
+  readonly upload?: Uploads;
   private readonly supported: Set<string>;
 
   constructor(
@@ -345,6 +368,7 @@ export class GrpcRemoteSession implements RemoteSession {
     this.credentials = new RemoteCredentials(this);
     if (this.supports(methods.getSecret)) this.secrets = new RemoteSecrets(this);
     if (this.supports(methods.forwardAgent)) this.ssh = new RemoteSSH(this);
+    if (this.supports(methods.uploadPull)) this.upload = new RemoteUploads(this);
   }
 
   supports(method: string): boolean {

@@ -54,4 +54,11 @@ export interface Session {
   readonly secrets?: SecretStore;
   /** SSH agents the client forwards (`--ssh`); none when absent. */
   readonly ssh?: SSHAgents;
+  /** Files the client uploads (`http://buildkit-session/<id>` URLs, BuildKit's upload provider); none when absent. */
+  readonly upload?: Uploads;
+}
+
+export interface Uploads {
+  /** The bytes of the upload the URL names, streamed as the client sends them. */
+  pull(signal: AbortSignal, url: URL): AsyncIterable<Uint8Array>;
 }

@@ -8,7 +8,14 @@ import path from "node:path";
 import { getGlobalDispatcher, interceptors, request, type Dispatcher } from "undici";
 import type { CacheManager, ImmutableRef } from "../cache/index.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
+import type { Uploads } from "../session/index.js";
 import { KilnError, digestOf, throwIfAborted } from "../util/index.js";
+
+/** The host of URLs BuildKit's clients hand out for files they upload over the session. */
+const sessionUploadHost = "buildkit-session";
+
+/** Per client session: the uploads already pulled, by URL. */
+const pulledUploads = new WeakMap<Uploads, Map<string, { refId: string; checksum: string; filename: string }>>();
 
 /** kv bucket: sha256(URL) → the downloads known for it, with their ETags. */
 const urlBucket = "source.http";
@@ -72,7 +79,7 @@ export class HttpSourceOp implements Op {
   private readonly dispatcher: Dispatcher = getGlobalDispatcher().compose(interceptors.redirect({ maxRedirections: 10 }));
 
   constructor(
-    private readonly deps: { mgr: CacheManager },
+    private readonly deps: { mgr: CacheManager; upload?: Uploads | undefined },
     private readonly url: string,
     private readonly attrs: HttpSourceAttrs,
   ) {}
@@ -92,8 +99,41 @@ export class HttpSourceOp implements Op {
     return raw ? (JSON.parse(raw) as Known[]) : [];
   }
 
+  /** `http://buildkit-session/…` names a file the client uploads through its session, not a server. */
+  private sessionUpload(): URL | undefined {
+    let u: URL;
+    try {
+      u = new URL(this.url);
+    } catch {
+      return undefined;
+    }
+    return u.host === sessionUploadHost ? u : undefined;
+  }
+
+  /**
+   * A client serves each upload once, but one build may solve its source several times (the
+   * frontend reads the context, then the build uses it): later solves take the first one's file.
+   */
+  private async pullUpload(signal: AbortSignal, u: URL): Promise<Download> {
+    const uploads = this.deps.upload;
+    if (!uploads) throw new KilnError("KILN_HTTP", `no upload ${u.pathname} offered by the client session`, { hint: this.url });
+    let seen = pulledUploads.get(uploads);
+    if (!seen) pulledUploads.set(uploads, (seen = new Map()));
+    const before = seen.get(this.url);
+    const ref = before ? this.deps.mgr.tryGet(before.refId) : undefined;
+    if (before && ref) return { ref, checksum: before.checksum, filename: before.filename, modTime: "" };
+    const d = await this.save(signal, uploads.pull(signal, u), {});
+    seen.set(this.url, { refId: d.ref.id, checksum: d.checksum, filename: d.filename });
+    return d;
+  }
+
   async cacheMap(signal: AbortSignal): Promise<CacheMap> {
     if (this.attrs.checksum) return this.key(fileName(this.url, this.attrs.filename, undefined), this.attrs.checksum, "");
+    const upload = this.sessionUpload();
+    if (upload) {
+      this.download = await this.pullUpload(signal, upload);
+      return this.key(this.download.filename, this.download.checksum, "");
+    }
     // Revalidate what an earlier build fetched (and still has), by ETag; once without it when a
     // not-modified answer names a download that is gone meanwhile.
     const byEtag = new Map(this.known().filter((k) => this.deps.mgr.db.getRef(k.refId)).map((k) => [k.etag, k]));
@@ -113,7 +153,7 @@ export class HttpSourceOp implements Op {
           if (res.statusCode === 304) continue;
         }
         if (res.statusCode < 200 || res.statusCode >= 400) throw new KilnError("KILN_HTTP", `invalid response status ${res.statusCode}`, { hint: this.url });
-        this.download = await this.save(signal, res);
+        this.download = await this.save(signal, res.body, res.headers);
         return this.key(this.download.filename, this.download.checksum, this.download.modTime);
       } finally {
         discard(res);
@@ -125,11 +165,13 @@ export class HttpSourceOp implements Op {
   async exec(signal: AbortSignal, _ctx: OpContext): Promise<Result[]> {
     let d = this.download;
     this.download = undefined;
+    const upload = this.sessionUpload();
+    if (!d && upload) d = await this.pullUpload(signal, upload);
     if (!d) {
       const res = await request(this.url, { method: "GET", signal, dispatcher: this.dispatcher });
       try {
         if (res.statusCode < 200 || res.statusCode >= 400) throw new KilnError("KILN_HTTP", `invalid response status ${res.statusCode}`, { hint: this.url });
-        d = await this.save(signal, res);
+        d = await this.save(signal, res.body, res.headers);
       } finally {
         discard(res);
       }
@@ -143,20 +185,20 @@ export class HttpSourceOp implements Op {
   }
 
   /** Streams the body into a new snapshot, hashing it; remembers the ETag for revalidation. */
-  private async save(signal: AbortSignal, res: Awaited<ReturnType<typeof request>>): Promise<Download> {
-    const filename = fileName(this.url, this.attrs.filename, res.headers["content-disposition"] as string | undefined);
+  private async save(signal: AbortSignal, body: AsyncIterable<Uint8Array>, headers: Record<string, string | string[] | undefined>): Promise<Download> {
+    const filename = fileName(this.url, this.attrs.filename, headers["content-disposition"] as string | undefined);
     const mut = await this.deps.mgr.newMutable(undefined, `http url ${this.url}`);
     let ref: ImmutableRef;
     const hash = createHash("sha256");
-    const lastModified = (res.headers["last-modified"] as string | undefined) ?? "";
+    const lastModified = (headers["last-modified"] as string | undefined) ?? "";
     try {
       const file = path.join(mut.upperDir(), filename);
       const fh = await open(file, "wx", this.attrs.perm || 0o600);
       try {
-        for await (const chunk of res.body) {
+        for await (const chunk of body) {
           throwIfAborted(signal);
-          hash.update(chunk as Buffer);
-          await fh.write(chunk as Buffer);
+          hash.update(chunk);
+          await fh.write(chunk);
         }
         await fh.chmod(this.attrs.perm || 0o600);
       } finally {
@@ -173,7 +215,7 @@ export class HttpSourceOp implements Op {
       throw err;
     }
     const checksum = `sha256:${hash.digest("hex")}`;
-    const etag = etagValue(res.headers.etag as string | undefined);
+    const etag = etagValue(headers.etag as string | undefined);
     if (etag) {
       const known = this.known().filter((k) => k.etag !== etag && this.deps.mgr.db.getRef(k.refId));
       known.push({ etag, checksum, modTime: lastModified, refId: ref.id });

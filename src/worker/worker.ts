@@ -124,7 +124,7 @@ export class Worker {
             attrs["local.sharedkeyhint"] ?? "",
           );
         }
-        if (id.startsWith("http://") || id.startsWith("https://")) return new HttpSourceOp({ mgr: this.opts.mgr }, id, httpAttrs(attrs));
+        if (id.startsWith("http://") || id.startsWith("https://")) return new HttpSourceOp({ mgr: this.opts.mgr, upload: session.upload }, id, httpAttrs(attrs));
         if (id.startsWith("git://")) {
           return new GitSourceOp({ mgr: this.opts.mgr, root: path.join(this.opts.root, "git"), locks: this.cacheLocks }, gitSourceSpec(id, attrs));
         }
