@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseUlimits } from "./dockerfile-frontend.js";
+import { isArchive, parseUlimits } from "./dockerfile-frontend.js";
 
 void test("ulimit attr: Docker's NAME=SOFT[:HARD] list, refused as BuildKit refuses it", () => {
   assert.deepEqual(parseUlimits(""), []);
@@ -14,4 +14,23 @@ void test("ulimit attr: Docker's NAME=SOFT[:HARD] list, refused as BuildKit refu
   assert.throws(() => parseUlimits("nofile=2:1"), /soft limit must be less than or equal to hard limit: 2 > 1/);
   assert.throws(() => parseUlimits("nofile=1:2:3"), /too many limit value arguments/);
   assert.throws(() => parseUlimits("nofile=x"), /invalid syntax/);
+});
+
+void test("isArchive: compressed streams by magic number, a tar by its header checksum", () => {
+  assert.equal(isArchive(Buffer.from([0x1f, 0x8b, 0x08, 0])), true);
+  assert.equal(isArchive(Buffer.from("BZh91AY")), true);
+  assert.equal(isArchive(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1])), true);
+  assert.equal(isArchive(Buffer.from("FROM scratch\nCOPY foo /\n")), false);
+  const header = Buffer.alloc(512);
+  header.write("Dockerfile", 0);
+  header.write("0000644\0", 100);
+  header.write("00000000012\0", 124);
+  header.write("0", 156);
+  header.write("ustar\0" + "00", 257);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i]!;
+  header.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
+  assert.equal(isArchive(header), true);
+  header[0] = 0x45;
+  assert.equal(isArchive(header), false, "a header whose checksum no longer matches");
 });

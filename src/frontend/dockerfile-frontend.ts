@@ -1,20 +1,17 @@
 // The built-in `dockerfile.v0` frontend: reads the Dockerfile and ignore file through the bridge
-// (as local sources, exactly as BuildKit's frontend does), converts it to LLB, returns the image config.
+// (from local sources, a git repository or a URL, as BuildKit's frontend does), converts it to
+// LLB, returns the image config.
 import path from "node:path";
-import { State, local, type DefinitionBytes } from "../llb/index.js";
+import { FileAction, State, git, http, local, type DefinitionBytes } from "../llb/index.js";
 import { KilnError, formatPlatform, parsePlatform, type Platform } from "../util/index.js";
-import { convertDockerfile, marshalImage } from "./dockerfile/convert/index.js";
+import { convertDockerfile, marshalImage, parseGitRef } from "./dockerfile/convert/index.js";
 import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
 
-const localNameDockerfile = "dockerfile";
-const localNameContext = "context";
+const defaultLocalNameDockerfile = "dockerfile";
+const defaultLocalNameContext = "context";
 
-/**
- * Reads files of a client directory. followpaths (not include patterns) so a symlinked Dockerfile
- * arrives with its target.
- */
-async function readLocalFiles(signal: AbortSignal, bridge: FrontendBridge, name: string, sessionId: string, files: string[], customName: string): Promise<{ data: (Uint8Array | undefined)[]; def: DefinitionBytes }> {
-  const st = local(name, { followPaths: files, sessionId, sharedKeyHint: name, customName });
+/** Solves a source and reads files of it; missing files are undefined. */
+async function readFiles(signal: AbortSignal, bridge: FrontendBridge, st: State, files: string[]): Promise<{ data: (Uint8Array | undefined)[]; def: DefinitionBytes }> {
   const def = await st.marshal();
   const ref = await bridge.solve(signal, def.toBinary());
   return { data: await Promise.all(files.map((f) => bridge.readFile(signal, ref, f))), def };
@@ -26,16 +23,87 @@ function lowercaseFallback(filename: string): string | undefined {
   return base === "Dockerfile" ? path.posix.join(path.posix.dirname(filename), "dockerfile") : undefined;
 }
 
+/** Magic numbers of the compressions BuildKit recognises in a remote context, or a tar header. */
+export function isArchive(header: Uint8Array): boolean {
+  const magics = [
+    [0x42, 0x5a, 0x68],
+    [0x1f, 0x8b, 0x08],
+    [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00],
+  ];
+  if (magics.some((m) => header.length >= m.length && m.every((b, i) => header[i] === b))) return true;
+  // A tar header: 512 bytes whose checksum field matches the header's byte sum.
+  if (header.length < 512) return false;
+  const field = Buffer.from(header.subarray(148, 156)).toString("latin1").replace(/[\0 ]+$/, "").trim();
+  if (!/^[0-7]+$/.test(field)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i]!;
+  return parseInt(field, 8) === sum;
+}
+
+/** Where the Dockerfile and the build context come from: client directories, a git repository or a URL. */
+interface Sources {
+  /** The state the Dockerfile is read from; undefined: the client's dockerfile directory. */
+  dockerfile?: State;
+  /** The build context; undefined: the client's context directory. */
+  context?: State;
+  /** The context is not a client directory: its .dockerignore is not applied. */
+  notLocal: boolean;
+  filename: string;
+}
+
+/**
+ * The `context` attr as BuildKit's frontend reads it: a git reference or an http(s) URL (a tarball
+ * is unpacked; any other file is the Dockerfile itself). Unless `dockerfilekey` names a client
+ * directory for it, the Dockerfile comes from there too.
+ */
+async function remoteSources(signal: AbortSignal, bridge: FrontendBridge, attrs: Record<string, string>, filename: string): Promise<Sources> {
+  const ctx = attrs.context ?? "";
+  const forceLocalDockerfile = attrs.dockerfilekey !== undefined;
+  const gitRef = parseGitRef(ctx);
+  if (gitRef) {
+    const commit = gitRef.subDir !== "" ? `${gitRef.commit}:${gitRef.subDir}` : gitRef.commit;
+    const keep = ["1", "t", "T", "TRUE", "true", "True"].includes(attrs["build-arg:BUILDKIT_CONTEXT_KEEP_GIT_DIR"] ?? "");
+    const st = git(gitRef.remote, commit, { keepGitDir: keep, customName: `[internal] load git source ${ctx}` });
+    return { dockerfile: forceLocalDockerfile ? undefined : st, context: st, notLocal: false, filename };
+  }
+  if (/^https?:\/\//.test(ctx)) {
+    const st = http(ctx, { filename: "context", customName: "[internal] load remote build context" });
+    const {
+      data: [head],
+    } = await readFiles(signal, bridge, st, ["context"]);
+    if (!head) throw new KilnError("KILN_FRONTEND", "failed to read downloaded context");
+    if (isArchive(head.subarray(0, 1024))) {
+      const bc = State.scratch().file(FileAction.copy(st, "/context", "/", { attemptUnpack: true }));
+      return { dockerfile: forceLocalDockerfile ? undefined : bc, context: bc, notLocal: false, filename };
+    }
+    return { dockerfile: forceLocalDockerfile ? undefined : st, context: st, notLocal: true, filename: "context" };
+  }
+  return { notLocal: false, filename };
+}
+
+/** `contextsubdir`: the remote context's directory that is the build context. */
+function scopeToSubDir(st: State, dir: string): State {
+  return State.scratch().file(FileAction.copy(st, dir, "/", { copyDirContentsOnly: true }));
+}
+
 export class DockerfileFrontend implements Frontend {
   async solve(signal: AbortSignal, bridge: FrontendBridge, opts: FrontendOptions): Promise<FrontendResult> {
     const attrs = opts.attrs;
-    const filename = attrs.filename || "Dockerfile";
+    const localNameDockerfile = attrs.dockerfilekey ?? defaultLocalNameDockerfile;
+    const localNameContext = attrs.contextkey ?? defaultLocalNameContext;
+    const src = await remoteSources(signal, bridge, attrs, attrs.filename || "Dockerfile");
+    if (src.context && attrs.contextsubdir !== undefined) src.context = scopeToSubDir(src.context, attrs.contextsubdir);
+    const filename = src.filename;
     // The Dockerfile and its own ignore file come in one transfer; the context's .dockerignore in
-    // parallel, used only when there is no Dockerfile-specific one.
+    // parallel, used only when there is no Dockerfile-specific one. followpaths (not include
+    // patterns) so a symlinked Dockerfile arrives with its target.
     const lower = lowercaseFallback(filename);
+    const dfFiles = [filename, `${filename}.dockerignore`, ...(lower ? [lower] : [])];
+    const dfState = src.dockerfile ?? local(localNameDockerfile, { followPaths: dfFiles, sessionId: opts.sessionId, sharedKeyHint: localNameDockerfile, customName: `[internal] load build definition from ${filename}` });
+    const ignoreState = src.context ?? local(localNameContext, { followPaths: [".dockerignore"], sessionId: opts.sessionId, sharedKeyHint: localNameContext, customName: "[internal] load .dockerignore" });
     const [{ data: [exact, ownIgnore, lowered], def: dockerfileDef }, { data: [contextIgnore] }] = await Promise.all([
-      readLocalFiles(signal, bridge, localNameDockerfile, opts.sessionId, [filename, `${filename}.dockerignore`, ...(lower ? [lower] : [])], `[internal] load build definition from ${filename}`),
-      readLocalFiles(signal, bridge, localNameContext, opts.sessionId, [".dockerignore"], "[internal] load .dockerignore"),
+      readFiles(signal, bridge, dfState, dfFiles),
+      src.notLocal ? { data: [undefined] } : readFiles(signal, bridge, ignoreState, [".dockerignore"]),
     ]);
     const data = exact ?? lowered;
     if (!data) throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${filename}: no such file or directory`);
@@ -64,6 +132,7 @@ export class DockerfileFrontend implements Frontend {
           buildPlatform: opts.buildPlatform,
           targetPlatform: target,
           contextName: localNameContext,
+          buildContext: src.context,
           sessionId: opts.sessionId,
           excludePatterns: excludes,
           // `no-cache=` (empty) means every stage, `no-cache=a,b` those stages.

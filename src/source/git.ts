@@ -48,7 +48,21 @@ function redact(url: string): string {
   return url.replace(/^([a-z+]+:\/\/)[^/@]*@/i, "$1");
 }
 
-function git(signal: AbortSignal, args: string[], opts: { gitDir?: string; workTree?: string; cwd?: string } = {}): Promise<string> {
+/**
+ * Runs git; a remote that can't serve shallow fetches (the dumb http transport) is fetched again
+ * in full, as BuildKit retries without --depth.
+ */
+async function git(signal: AbortSignal, args: string[], opts: { gitDir?: string; workTree?: string; cwd?: string } = {}): Promise<string> {
+  try {
+    return await gitOnce(signal, args, opts);
+  } catch (err) {
+    const deep = args.filter((a) => a !== "--depth=1");
+    if (deep.length === args.length || signal.aborted || !(err instanceof KilnError) || !/--depth|shallow/.test(err.message)) throw err;
+    return gitOnce(signal, deep, opts);
+  }
+}
+
+function gitOnce(signal: AbortSignal, args: string[], opts: { gitDir?: string; workTree?: string; cwd?: string } = {}): Promise<string> {
   const pre: string[] = [];
   if (opts.gitDir) pre.push(`--git-dir=${opts.gitDir}`);
   if (opts.workTree) pre.push(`--work-tree=${opts.workTree}`);

@@ -20,6 +20,8 @@ let gitBase = "";
 const served = { bodies: 0, notModified: 0 };
 const hello = "hello over http\n";
 const lastModified = "Wed, 21 Oct 2015 07:28:00 GMT";
+/** More files the http server serves, by path. */
+const routes = new Map<string, Buffer>();
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -35,6 +37,11 @@ async function freePort(): Promise<number> {
 before(async () => {
   env = await kilnEnv();
   http = createServer((req, res) => {
+    const extra = routes.get(req.url ?? "");
+    if (extra) {
+      res.writeHead(200).end(extra);
+      return;
+    }
     if (req.url === "/files/hello.txt") {
       if (req.headers["if-none-match"]?.includes('"v1"')) {
         served.notModified++;
@@ -152,4 +159,32 @@ test("ADD of a git repository: a ref and subdirectory, the default branch, --kee
   const m = await env.run(["build", missing]);
   assert.equal(m.code, 1);
   assert.match(m.stderr, /repository does not contain ref nosuchbranch/);
+});
+
+test("the context attr: a tarball URL (unpacked, contextsubdir), a Dockerfile URL, a git repository with a local Dockerfile", async () => {
+  const out = (name: string) => path.join(env.tmp, name);
+  const tree = await env.context({ Dockerfile: "FROM scratch\nCOPY foo /bar\n", foo: "from tar\n", "sub/dir/foo": "from subdir\n" });
+  await sh("tar", ["-czf", out("ctx.tar.gz"), "-C", tree, "."]);
+  routes.set("/ctx.tar.gz", await readFile(out("ctx.tar.gz")));
+  routes.set("/df", Buffer.from("FROM busybox\nRUN echo plain > /which\n"));
+
+  const tarball = await env.run(["build", "--frontend", "dockerfile.v0", "--opt", `context=${base}/ctx.tar.gz`, "-o", `type=local,dest=${out("ctx-tar")}`]);
+  assert.equal(tarball.code, 0, tarball.stderr);
+  assert.equal(await readFile(path.join(out("ctx-tar"), "bar"), "utf8"), "from tar\n");
+
+  // The Dockerfile from the client, the context a directory of the tarball.
+  const dfDir = await env.context({ Dockerfile: "FROM scratch\nCOPY foo /bar\n" });
+  const sub = await env.run(["build", "--frontend", "dockerfile.v0", "--local", `dockerfile=${dfDir}`, "--opt", "dockerfilekey=dockerfile", "--opt", `context=${base}/ctx.tar.gz`, "--opt", "contextsubdir=sub/dir", "-o", `type=local,dest=${out("ctx-sub")}`]);
+  assert.equal(sub.code, 0, sub.stderr);
+  assert.equal(await readFile(path.join(out("ctx-sub"), "bar"), "utf8"), "from subdir\n");
+
+  // Not an archive: the file is the Dockerfile, whatever the filename attr says.
+  const plain = await env.run(["build", "--frontend", "dockerfile.v0", "--opt", `context=${base}/df`, "--opt", "filename=bogus", "-o", `type=local,dest=${out("ctx-df")}`]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal((await readFile(path.join(out("ctx-df"), "which"), "utf8")).trim(), "plain");
+
+  const gitDf = await env.context({ Dockerfile: "FROM scratch\nCOPY top.txt /top\n" });
+  const fromGit = await env.run(["build", "--frontend", "dockerfile.v0", "--local", `dockerfile=${gitDf}`, "--opt", "dockerfilekey=dockerfile", "--opt", `context=${gitBase}/repo.git#v1`, "-o", `type=local,dest=${out("ctx-git")}`]);
+  assert.equal(fromGit.code, 0, fromGit.stderr);
+  assert.equal(await readFile(path.join(out("ctx-git"), "top"), "utf8"), "v1 top\n");
 });

@@ -37,6 +37,8 @@ export interface ConvertOptions {
   targetPlatform: Platform;
   /** The local source name of the build context ("context"). */
   contextName: string;
+  /** The build context when it isn't the client's directory (a git repository, a URL's files). */
+  buildContext?: State;
   sessionId: string;
   excludePatterns: string[];
   /** Stages that skip the build cache: true for all, or their names (case-insensitive). */
@@ -302,7 +304,7 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
   if (Object.keys(opts.labels).length > 0) img.config.Labels ??= {};
   for (const [k, v] of Object.entries(opts.labels)) img.config.Labels![k] = v;
   const followPaths = contextPaths(ctxPaths);
-  buildContext.target = local(opts.contextName, {
+  buildContext.target = opts.buildContext ? opts.buildContext.output() : local(opts.contextName, {
     sessionId: opts.sessionId,
     excludePatterns: opts.excludePatterns.length > 0 ? opts.excludePatterns : undefined,
     sharedKeyHint: opts.contextName,
