@@ -2,9 +2,10 @@
 // (from local sources, a git repository or a URL, as BuildKit's frontend does), converts it to
 // LLB, returns the image config.
 import path from "node:path";
-import { FileAction, State, git, http, local, type DefinitionBytes } from "../llb/index.js";
-import { KilnError, formatPlatform, parsePlatform, type Platform } from "../util/index.js";
-import { convertDockerfile, marshalImage, parseGitRef } from "./dockerfile/convert/index.js";
+import { FileAction, State, formatRef, git, http, image, local, parseNormalizedNamed, tagNameOnly, type DefinitionBytes, type NormalizedRef } from "../llb/index.js";
+import type { ImageConfig } from "../api/oci.js";
+import { KilnError, formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../util/index.js";
+import { convertDockerfile, marshalImage, parseGitRef, type NamedContext } from "./dockerfile/convert/index.js";
 import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
 
 const defaultLocalNameDockerfile = "dockerfile";
@@ -86,6 +87,82 @@ function scopeToSubDir(st: State, dir: string): State {
   return State.scratch().file(FileAction.copy(st, dir, "/", { copyDirContentsOnly: true }));
 }
 
+/** docker/reference's FamiliarString: Docker Hub names without `docker.io/` and `library/`. */
+function familiarName(r: NormalizedRef): string {
+  let name = r.name;
+  if (name.startsWith("docker.io/library/")) name = name.slice("docker.io/library/".length);
+  else if (name.startsWith("docker.io/")) name = name.slice("docker.io/".length);
+  return formatRef({ ...r, name });
+}
+
+/** An image config's env, working directory and user on a state, as Go's State.WithImageConfig. */
+function withImageConfig(st: State, cfg: Partial<ImageConfig>): State {
+  for (const e of cfg.config?.Env ?? []) {
+    const i = e.indexOf("=");
+    st = i < 0 ? st.addEnv(e, "") : st.addEnv(e.slice(0, i), e.slice(i + 1));
+  }
+  if (cfg.config?.WorkingDir) st = st.dir(cfg.config.WorkingDir);
+  if (cfg.config?.User) st = st.user(cfg.config.User);
+  return st;
+}
+
+/**
+ * BuildKit's named contexts: `context:NAME=` (or `context:NAME::PLATFORM=`) replaces a stage or
+ * image name with `docker-image://REF`, `local:DIR` (a client directory, its own .dockerignore
+ * applied), a git repository or an http(s) URL.
+ */
+function namedContexts(signal: AbortSignal, bridge: FrontendBridge, attrs: Record<string, string>, sessionId: string): (name: string, platform: Platform) => Promise<NamedContext | undefined> {
+  const lookup = async (pname: string, platform: Platform): Promise<NamedContext | undefined> => {
+    const v = attrs[`context:${pname}`];
+    if (v === undefined) return undefined;
+    const colon = v.indexOf(":");
+    if (colon < 0) throw new KilnError("KILN_FRONTEND", `invalid context specifier ${v} for ${pname}`);
+    let kind = v.slice(0, colon);
+    // git@host:repo is a git remote without a scheme.
+    if (kind.startsWith("git@")) kind = "git";
+    const rest = v.slice(colon + 1);
+    switch (kind) {
+      case "docker-image": {
+        const ref = rest.replace(/^\/\//, "");
+        if (ref === "scratch") return { state: State.scratch() };
+        const resolved = await bridge.resolveImageConfig(signal, formatRef(tagNameOnly(parseNormalizedNamed(ref))), { platform });
+        const cfg = JSON.parse(Buffer.from(resolved.config).toString("utf8")) as Partial<ImageConfig>;
+        delete cfg.created;
+        const p = { os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}) };
+        return { state: withImageConfig(image(ref, { platform: p, customName: `[context ${pname}] ${ref}` }), cfg), image: cfg };
+      }
+      case "git":
+      case "http":
+      case "https": {
+        const g = parseGitRef(v);
+        if (g) return { state: git(g.remote, g.subDir !== "" ? `${g.commit}:${g.subDir}` : g.commit, { keepGitDir: true, customName: `[internal] load git source ${v}` }) };
+        if (kind === "git") throw new KilnError("KILN_FRONTEND", `invalid git context ${v}`);
+        return { state: http(v, { customName: `[context ${pname}] ${v}` }) };
+      }
+      case "local": {
+        const ignore = local(rest, { sessionId, followPaths: [".dockerignore"], sharedKeyHint: `context:${pname}-.dockerignore`, customName: `[context ${pname}] load .dockerignore` });
+        const {
+          data: [dt],
+        } = await readFiles(signal, bridge, ignore, [".dockerignore"]);
+        const excludes = dt ? parseIgnore(Buffer.from(dt).toString("utf8")) : [];
+        return { state: local(rest, { sessionId, sharedKeyHint: `context:${pname}`, customName: `[context ${pname}] load from client`, ...(excludes.length > 0 ? { excludePatterns: excludes } : {}) }) };
+      }
+      default:
+        throw new KilnError("KILN_FRONTEND", `unsupported context source ${kind} for ${pname}`);
+    }
+  };
+  return async (name, platform) => {
+    let r: NormalizedRef;
+    try {
+      r = parseNormalizedNamed(name);
+    } catch (err) {
+      throw new KilnError("KILN_FRONTEND", `invalid context name ${name}: ${(err as Error).message}`, { cause: err });
+    }
+    const fam = familiarName(r).replace(/:latest$/, "");
+    return (await lookup(`${fam}::${formatPlatform(normalizePlatform(platform))}`, platform)) ?? (await lookup(fam, platform));
+  };
+}
+
 export class DockerfileFrontend implements Frontend {
   async solve(signal: AbortSignal, bridge: FrontendBridge, opts: FrontendOptions): Promise<FrontendResult> {
     const attrs = opts.attrs;
@@ -133,6 +210,7 @@ export class DockerfileFrontend implements Frontend {
           targetPlatform: target,
           contextName: localNameContext,
           buildContext: src.context,
+          contextByName: namedContexts(signal, bridge, attrs, opts.sessionId),
           sessionId: opts.sessionId,
           excludePatterns: excludes,
           // `no-cache=` (empty) means every stage, `no-cache=a,b` those stages.

@@ -117,3 +117,32 @@ test("the Dockerfile may be spelled dockerfile, or be a symlink to another file 
   const c = await env.run(["build", lower, "-f", path.join(lower, "Dockerfile.x"), "-o", `type=local,dest=${path.join(env.tmp, "df-none")}`]);
   assert.notEqual(c.code, 0);
 });
+
+test("named contexts: context:NAME=local:DIR replaces a stage (its .dockerignore applied), docker-image:// an image", async () => {
+  const ctx = await env.context({ Dockerfile: "FROM busybox AS base\nRUN false\nFROM scratch\nCOPY --from=base /o* /\nCOPY --from=box /bin/busybox /bb\n" });
+  const base = await env.context({ out: "dummy\n", out2: "ignored\n", ".dockerignore": "out2\n" });
+  const dest = path.join(env.tmp, "named-ctx");
+  const r = await env.run([
+    "build",
+    "--frontend",
+    "dockerfile.v0",
+    "--local",
+    `context=${ctx}`,
+    "--local",
+    `dockerfile=${ctx}`,
+    "--local",
+    `basedir=${base}`,
+    "--opt",
+    "context:base=local:basedir",
+    "--opt",
+    "context:box=docker-image://busybox",
+    "-o",
+    `type=local,dest=${dest}`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await readFile(path.join(dest, "out"), "utf8"), "dummy\n");
+  await assert.rejects(access(path.join(dest, "out2")));
+  await access(path.join(dest, "bb"));
+  const scratch = await env.run(["build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--opt", "context:base=docker-image://scratch", "--opt", "context:box=local:nosuch", "-o", `type=local,dest=${dest}-2`]);
+  assert.notEqual(scratch.code, 0, "a local context the client doesn't offer fails");
+});

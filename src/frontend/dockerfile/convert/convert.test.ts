@@ -289,3 +289,27 @@ void test("no-cache: every stage, or only the named ones (any case)", async () =
   assert.deepEqual(await ignored(["S1"]), ["echo b"]);
   assert.deepEqual(await ignored(["nosuchstage"]), []);
 });
+
+void test("named contexts stand in for a stage (its commands skipped) or an image name (FROM and COPY --from)", async () => {
+  const { local: localState } = await import("../../../llb/index.js");
+  const asked: string[] = [];
+  const contextByName: ConvertOptions["contextByName"] = async (name, p) => {
+    asked.push(`${name} ${p.architecture}`);
+    if (name === "base") return { state: localState("basedir", { sessionId: "sess" }) };
+    if (name === "docker.io/library/alpine:latest") return { state: localState("alpinedir", { sessionId: "sess" }), image: { config: { Env: ["FROM_CTX=1"] } } };
+    return undefined;
+  };
+  const df = ["FROM busybox AS base", "RUN never", "FROM alpine", "COPY --from=base /o* /", "COPY --from=alpine /x /y", "RUN true", ""].join("\n");
+  const { res, def, resolved } = await convert(df, { contextByName });
+  assert.deepEqual(resolved, [], "no image was resolved: both names were given as contexts");
+  const runs = ops(def, "exec").map((o) => exec(o).meta?.args.at(-1));
+  assert.deepEqual(runs, ["true"], "the replaced stage's RUN is not in the graph");
+  const locals = ops(def, "source").map((o) => source(o).identifier);
+  assert.deepEqual([...new Set(locals)].sort(), ["local://alpinedir", "local://basedir"]);
+  assert.ok(res.image.config?.Env?.includes("FROM_CTX=1"), "the context's image config is the stage's");
+  assert.ok(asked.includes("base amd64"));
+  // scratch is never looked up.
+  asked.length = 0;
+  await convert("FROM scratch\nCOPY a /b\n", { contextByName });
+  assert.deepEqual(asked, []);
+});

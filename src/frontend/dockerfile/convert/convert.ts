@@ -49,9 +49,20 @@ export interface ConvertOptions {
   shmSize?: number;
   /** Resource limits of every RUN (`ulimit`). */
   ulimits?: { name: string; soft: number; hard: number }[];
+  /**
+   * BuildKit's named contexts (`context:NAME=…`): what stands in for a stage or image name, on a
+   * platform; undefined when the build names none for it.
+   */
+  contextByName?: (name: string, platform: Platform) => Promise<NamedContext | undefined>;
   /** A multi-platform build: step names lead with their platform, as BuildKit's PrefixPlatform. */
   prefixPlatform?: boolean;
   resolveImageConfig(ref: string, platform: Platform): Promise<{ ref: string; digest: string; config: Uint8Array }>;
+}
+
+export interface NamedContext {
+  state: State;
+  /** The image config when the context is an image; its env, dir and user are already on `state`. */
+  image?: Partial<ImageConfig>;
 }
 
 export interface ConvertResult {
@@ -192,6 +203,16 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
       }
     }
     d.stageName = st.name ?? `stage-${i}`;
+    const nc = st.name ? await namedContext(opts, st.name, d.platform) : undefined;
+    if (nc) {
+      d.noinit = true;
+      d.state = nc.state;
+      d.image = nc.image ? imageFromConfig(nc.image) : emptyImage(opts.targetPlatform);
+      if (nc.image?.architecture && nc.image.os) d.platform = { os: nc.image.os, architecture: nc.image.architecture, ...(nc.image.variant ? { variant: nc.image.variant } : {}) };
+      addState(d);
+      d.base = undefined;
+      continue;
+    }
     addState(d);
     let total = baseName !== emptyImageName && !d.base ? 1 : 0;
     for (const c of st.commands) if (c.kind === "add" || c.kind === "copy" || c.kind === "run" || c.kind === "workdir") total++;
@@ -241,6 +262,7 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
     return out;
   };
   for (const d of [...states]) {
+    if (d.noinit) continue;
     d.commands = d.stage.commands.map((c) => {
       const dc = toCommand(c, c.location);
       for (const s of dc.sources) if (s) d.deps.add(s);
@@ -263,10 +285,12 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
 
   // Base images of every reachable stage resolve concurrently, before anything is dispatched.
   const ensureResolved = (d: DispatchState): Promise<void> => {
+    // A named context already is the stage's result.
+    if (d.noinit) return Promise.resolve();
     d.resolving ??= resolveBase(d, opts, allStageNames, locOf);
     return d.resolving;
   };
-  const pending = states.filter((d) => reachable.has(d) && !d.base).map((d) => ensureResolved(d));
+  const pending = states.filter((d) => reachable.has(d) && !d.base && !d.noinit).map((d) => ensureResolved(d));
   // Surface the first failure, after every resolve has settled.
   const settled = await Promise.allSettled(pending);
   for (const s of settled) if (s.status === "rejected") throw s.reason;
@@ -287,7 +311,7 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
   };
   const ctxPaths = new Set<string>();
   for (const d of [...states]) {
-    if (!reachable.has(d)) continue;
+    if (!reachable.has(d) || d.noinit) continue;
     await initStage(d, dopt, toCommand);
     for (const c of d.commands) {
       try {
@@ -342,6 +366,12 @@ function findCycle(states: DispatchState[]): DispatchState | undefined {
   return states.find((d) => visit(d));
 }
 
+/** The named context for a stage or image name; `scratch` and `context` are never replaced. */
+async function namedContext(opts: ConvertOptions, name: string, platform: Platform | undefined): Promise<NamedContext | undefined> {
+  if (!opts.contextByName || /^(scratch|context)$/i.test(name)) return undefined;
+  return opts.contextByName(name, platform ?? opts.targetPlatform);
+}
+
 async function resolveBase(d: DispatchState, opts: ConvertOptions, allStageNames: string[], locOf: (loc: SourceLocation) => Constraints["sourceLocation"]): Promise<void> {
   if (d.baseName === emptyImageName) {
     // BuildKit leaves `FROM --platform=… scratch` without a platform, so its RUN steps get the
@@ -358,6 +388,13 @@ async function resolveBase(d: DispatchState, opts: ConvertOptions, allStageNames
     throw errAt(d.stage.location, `failed to parse stage name ${JSON.stringify(d.baseName)}: ${(err as Error).message}`, err);
   }
   const platform = d.platform ?? opts.targetPlatform;
+  const nc = await namedContext(opts, formatRef(ref), platform);
+  if (nc) {
+    d.image = nc.image ? imageFromConfig(nc.image) : emptyImage(opts.targetPlatform);
+    d.state = nc.state.platform(llbPlatform(platform));
+    d.platform = platform;
+    return;
+  }
   let resolved: { ref: string; digest: string; config: Uint8Array };
   try {
     resolved = await opts.resolveImageConfig(formatRef(ref), platform);

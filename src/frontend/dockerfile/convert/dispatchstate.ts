@@ -30,6 +30,8 @@ export interface DispatchState {
   deps: Set<DispatchState>;
   /** An image named by COPY --from or RUN --mount from= rather than a stage. */
   unregistered: boolean;
+  /** A named context stands in for the stage: its commands are not dispatched. */
+  noinit?: boolean;
   commands: DispatchCommand[];
   state: State;
   image: StageImage;
