@@ -12,7 +12,7 @@ import { parsePlatformsMetadata, type Frontend, type FrontendBridge, type Fronte
 import type { Session } from "../session/types.js";
 import { Solver, VertexError, type ProgressWriter, type Vertex } from "../solver/index.js";
 import { grantEntitlements, type Entitlement, type Worker } from "../worker/index.js";
-import { KilnError, secureJoin, parsePlatform, type Platform } from "../util/index.js";
+import { KilnError, secureJoin, parsePlatform, type Digest, type Platform } from "../util/index.js";
 import type { Descriptor, ImageConfig } from "../api/oci.js";
 import { layerBlobs, layerMediaType, parseImageCommit } from "../exporter/index.js";
 import { RegistryResolver } from "../remotes/index.js";
@@ -352,6 +352,9 @@ export class Controller {
         const done = { [Symbol.asyncDispose]: () => Promise.resolve() };
         if (!ref.record.parent) return { path: this.opts.worker.mgr.snapshotter.upperDir(ref.id), ...done };
         return ref.mount(signal);
+      },
+      warn: (vertex, w) => {
+        progress.write({ warnings: [{ vertex: vertex as Digest, level: w.level, short: w.short, detail: w.detail, ...(w.url ? { url: w.url } : {}) }] });
       },
       resolveImageConfig: async (signal, ref, o) => {
         const platform: Platform = o.platform ?? this.opts.worker.platform;

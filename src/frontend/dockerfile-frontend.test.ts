@@ -34,3 +34,26 @@ void test("isArchive: compressed streams by magic number, a tar by its header ch
   header[0] = 0x45;
   assert.equal(isArchive(header), false, "a header whose checksum no longer matches");
 });
+
+void test("parser warnings go to the Dockerfile's load step once, however many platforms are built", async () => {
+  const { DockerfileFrontend } = await import("./dockerfile-frontend.js");
+  const dockerfile = Buffer.from("FROM scratch\nCOPY \\\n\nDockerfile .\n");
+  const warnings: { vertex: string; short: string; url?: string }[] = [];
+  const solved: string[] = [];
+  const bridge = {
+    solve: async (_s: AbortSignal, def: Uint8Array) => {
+      solved.push(Buffer.from(def).toString("latin1"));
+      return String(solved.length - 1);
+    },
+    readFile: async (_s: AbortSignal, ref: string, p: string) => (solved[Number(ref)]!.includes("local://dockerfile") && p === "Dockerfile" ? dockerfile : undefined),
+    resolveImageConfig: async () => {
+      throw new Error("no images here");
+    },
+    warn: (vertex: string, w: { short: string; url?: string }) => warnings.push({ vertex, short: w.short, url: w.url }),
+  };
+  await new DockerfileFrontend().solve(AbortSignal.timeout(5000), bridge, { attrs: { platform: "linux/amd64,linux/arm64" }, sessionId: "s", buildPlatform: { os: "linux", architecture: "amd64" } });
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0]!.short, "Empty continuation line found in: COPY Dockerfile .");
+  assert.equal(warnings[0]!.url, "https://github.com/moby/moby/pull/33719");
+  assert.match(warnings[0]!.vertex, /^sha256:[0-9a-f]{64}$/);
+});

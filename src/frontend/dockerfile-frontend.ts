@@ -4,7 +4,7 @@
 import path from "node:path";
 import { FileAction, State, formatRef, git, http, image, local, parseNormalizedNamed, tagNameOnly, type DefinitionBytes, type NormalizedRef } from "../llb/index.js";
 import type { ImageConfig } from "../api/oci.js";
-import { KilnError, formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../util/index.js";
+import { KilnError, digestOf, formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../util/index.js";
 import { convertDockerfile, marshalImage, parseGitRef, type NamedContext } from "./dockerfile/convert/index.js";
 import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
 
@@ -80,6 +80,12 @@ async function remoteSources(signal: AbortSignal, bridge: FrontendBridge, attrs:
     return { dockerfile: forceLocalDockerfile ? undefined : st, context: st, notLocal: true, filename: "context" };
   }
   return { notLocal: false, filename };
+}
+
+/** The digest of a definition's head vertex (the op the terminal op returns), as Go's Definition.Head. */
+function sourceVertex(def: DefinitionBytes): string {
+  const ops = def.def;
+  return ops.length >= 2 ? digestOf(ops[ops.length - 2]!) : "";
 }
 
 /** `contextsubdir`: the remote context's directory that is the build context. */
@@ -199,7 +205,7 @@ export class DockerfileFrontend implements Frontend {
     // ops, which the solver runs once for all of them.
     const targets = targetPlatforms.length > 0 ? targetPlatforms : [opts.buildPlatform];
     const converted = await Promise.all(
-      targets.map(async (target) => {
+      targets.map(async (target, i) => {
         const res = await convertDockerfile(signal, {
           dockerfile: Buffer.from(data).toString("utf8"),
           filename,
@@ -224,6 +230,8 @@ export class DockerfileFrontend implements Frontend {
           if (err instanceof KilnError && err.location && !err.location.definition) err.location.definition = dockerfileDef.toBinary();
           throw err;
         });
+        // Every platform parses the same file: its warnings are shown once, on the step that loaded it.
+        if (i === 0) for (const w of res.warnings) bridge.warn?.(sourceVertex(dockerfileDef), { level: 1, short: w.short, detail: w.detail, url: w.url });
         // Errors point into the Dockerfile together with the LLB it was read with, as BuildKit's source map.
         const def = await res.state.marshal({ platform: target, source: { ...res.source, definition: dockerfileDef } });
         return { id: formatPlatform(target), platform: target, definition: def.toBinary(), config: Buffer.from(marshalImage(res.image)) };

@@ -21,6 +21,8 @@ export interface FrontendBridge {
    * API's ReadDir, StatFile, ranged reads).
    */
   openRef?(signal: AbortSignal, ref: string): Promise<RefMount | undefined>;
+  /** Shows the client a warning about a vertex (BuildKit's LLBBridge Warn). */
+  warn?(vertex: string, w: { level: number; short: string; detail: string[]; url?: string }): void;
 }
 
 /** A mounted result: `path` stays readable until disposal. */

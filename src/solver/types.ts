@@ -132,7 +132,7 @@ export interface ProgressEvent {
   vertexes?: VertexStatus[];
   statuses?: StatusUpdate[];
   logs?: LogChunk[];
-  warnings?: { vertex: Digest; level: number; short: string; detail?: string[] }[];
+  warnings?: { vertex: Digest; level: number; short: string; detail?: string[]; url?: string }[];
 }
 
 export interface ProgressWriter {

@@ -114,6 +114,7 @@ export function statusResponse(ev: ProgressEvent): StatusResponseInit {
       level: BigInt(w.level),
       short: Buffer.from(w.short),
       detail: (w.detail ?? []).map((d) => Buffer.from(d)),
+      url: w.url ?? "",
     })),
   };
 }

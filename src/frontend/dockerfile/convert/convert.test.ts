@@ -313,3 +313,15 @@ void test("named contexts stand in for a stage (its commands skipped) or an imag
   await convert("FROM scratch\nCOPY a /b\n", { contextByName });
   assert.deepEqual(asked, []);
 });
+
+void test("SOURCE_DATE_EPOCH dates the history entries the build writes, not the base image's", async () => {
+  const base = imageConfig({ history: [{ created: "2023-01-02T03:04:05Z", created_by: "base layer" }] });
+  const { res } = await convert("FROM busybox\nENTRYPOINT foo\nRUN true\n", { buildArgs: { SOURCE_DATE_EPOCH: "1445412480" } }, { "docker.io/library/busybox:latest": base });
+  assert.deepEqual(
+    res.image.history?.map((h) => h.created),
+    ["2023-01-02T03:04:05Z", "2015-10-21T07:28:00Z", "2015-10-21T07:28:00Z"],
+  );
+  const plain = await convert("FROM scratch\nENTRYPOINT foo\n");
+  assert.equal(plain.res.image.history?.[0]?.created, undefined);
+  await assert.rejects(convert("FROM scratch\n", { buildArgs: { SOURCE_DATE_EPOCH: "soon" } }), /invalid SOURCE_DATE_EPOCH: soon/);
+});

@@ -4,7 +4,7 @@
 import { State, FileAction, image as imageSource, local, ownerFromString, parseNormalizedNamed, tagNameOnly, withDigest, formatRef, type Constraints, type Output, type SourceMapInput, type Vertex } from "../../../llb/index.js";
 import type { ImageConfig } from "../../../api/oci.js";
 import { KilnError, formatPlatform, normalizePlatform, parsePlatform, type Platform, type SourceLocation } from "../../../util/index.js";
-import { parse } from "../parser/index.js";
+import { parse, type ParseWarning } from "../parser/index.js";
 import { ShellLex, envsFromSlice } from "../shell/index.js";
 import { expandCommand, parseCommand, parseMount, parseStages, suggest } from "../instructions/index.js";
 import type { Command, CopyCommand, Stage } from "../instructions/index.js";
@@ -69,6 +69,8 @@ export interface ConvertResult {
   state: State;
   image: Partial<ImageConfig>;
   source: SourceMapInput;
+  /** The parser's warnings (empty continuation lines), for the frontend to show. */
+  warnings: ParseWarning[];
 }
 
 const emptyImageName = "scratch";
@@ -325,6 +327,10 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
   }
 
   const img = target.image;
+  // SOURCE_DATE_EPOCH dates the history this build wrote (the image's creation time follows from
+  // it), as BuildKit's frontend does even when the exporter is told to ignore the epoch.
+  const epoch = sourceDateEpoch(opts.buildArgs.SOURCE_DATE_EPOCH);
+  if (epoch !== undefined) for (const h of img.history ?? []) h.created ??= epoch;
   if (Object.keys(opts.labels).length > 0) img.config.Labels ??= {};
   for (const [k, v] of Object.entries(opts.labels)) img.config.Labels![k] = v;
   const followPaths = contextPaths(ctxPaths);
@@ -339,7 +345,14 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
   img.os = opts.targetPlatform.os;
   if (opts.targetPlatform.variant) img.variant = opts.targetPlatform.variant;
   else delete img.variant;
-  return { state: target.state, image: img, source };
+  return { state: target.state, image: img, source, warnings: parsed.warnings };
+}
+
+/** SOURCE_DATE_EPOCH (seconds) as Go's time JSON; undefined when unset. */
+function sourceDateEpoch(v: string | undefined): string | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (!/^[+-]?\d+$/.test(v)) throw new KilnError("KILN_DOCKERFILE", `invalid SOURCE_DATE_EPOCH: ${v}`);
+  return new Date(Number(v) * 1000).toISOString().replace(/\.000Z$/, "Z");
 }
 
 /** Context paths as the local source's followpaths; none when the whole context is needed. */

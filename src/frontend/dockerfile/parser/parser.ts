@@ -152,7 +152,7 @@ export function parse(text: string, filename = "Dockerfile"): ParseResult {
       warnings.push({
         short: "Empty continuation line found in: " + line,
         detail: ["Empty continuation lines will become errors in a future release"],
-        url: "https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/",
+        url: "https://github.com/moby/moby/pull/33719",
         line: currentLine,
       });
     }
