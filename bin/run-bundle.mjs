@@ -33,10 +33,18 @@ export async function runBundle(name, sourceEntry) {
   }
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: bundle, cachedData });
   // A cache holds what had been compiled when it was made: one made by `--help` lacks the build
-  // path, so the first build after it writes a fuller one (once; the marker says so).
+  // path, so the first build after it writes a fuller one (once; the marker says so). `kiln build`
+  // loads the in-process engine or the daemon client lazily, and names the one it ran in
+  // globalThis.__kilnCodeCacheTag: each gets its own marker, so the cache ends up holding both
+  // rather than whichever ran first.
   const isBuild = process.argv.includes("build") || name === "kilnd";
-  if (cachedData === undefined || script.cachedDataRejected || (isBuild && !existsSync(markerFile))) {
-    process.once("exit", () => writeCache(script, cacheFile, isBuild ? markerFile : undefined));
+  const fresh = cachedData === undefined || script.cachedDataRejected;
+  if (fresh || isBuild) {
+    process.once("exit", () => {
+      const tag = globalThis.__kilnCodeCacheTag;
+      const marker = tag ? `${markerFile}-${tag}` : markerFile;
+      if (fresh || (isBuild && !existsSync(marker))) writeCache(script, cacheFile, isBuild ? marker : undefined);
+    });
   }
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, path.dirname(bundle));

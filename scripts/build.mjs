@@ -31,4 +31,4 @@ await build({
   logLevel: "warning",
 });
 // Old bundles and their code caches would only confuse bin/run-bundle.mjs.
-for (const f of readdirSync("dist")) if (f.endsWith(".mjs") || f.endsWith(".mjs.map") || f.endsWith(".v8cache") || f.endsWith(".v8cache.build")) rmSync(`dist/${f}`, { force: true });
+for (const f of readdirSync("dist")) if (f.endsWith(".mjs") || f.endsWith(".mjs.map") || f.endsWith(".v8cache") || f.includes(".v8cache.build")) rmSync(`dist/${f}`, { force: true });
