@@ -36,6 +36,8 @@ export interface SolveRequest {
   explainCache?: boolean;
   /** A frontend for this request only, used instead of `frontend`: the client drives the build through LLBBridge. */
   gateway?: Frontend;
+  /** Control.Solve's FrontendInputs, for the frontend (the Dockerfile frontend's context and dockerfile). */
+  frontendInputs?: Record<string, import("../api/index.js").Definition>;
 }
 
 export interface ControllerOptions {
@@ -115,7 +117,7 @@ export class Controller {
         const fe = req.gateway ?? this.opts.frontends[req.frontend ?? ""];
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
-        const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements, solveCtx.hooks), { attrs, sessionId: session.id, buildPlatform: worker.platform });
+        const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements, solveCtx.hooks), { attrs, sessionId: session.id, buildPlatform: worker.platform, ...(req.frontendInputs ? { inputs: req.frontendInputs } : {}) });
         if (res.refs) {
           const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, res.frontend ?? req.frontend, fattrs, solveCtx);
           if (exporters.length === 0) {

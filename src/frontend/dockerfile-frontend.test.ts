@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { digestOf } from "../util/index.js";
 import { isArchive, parseUlimits } from "./dockerfile-frontend.js";
 
 void test("ulimit attr: Docker's NAME=SOFT[:HARD] list, refused as BuildKit refuses it", () => {
@@ -56,4 +57,28 @@ void test("parser warnings go to the Dockerfile's load step once, however many p
   assert.equal(warnings[0]!.short, "Empty continuation line found in: COPY Dockerfile .");
   assert.equal(warnings[0]!.url, "https://github.com/moby/moby/pull/33719");
   assert.match(warnings[0]!.vertex, /^sha256:[0-9a-f]{64}$/);
+});
+
+void test("FrontendInputs named context (and dockerfile) replace the client's directories", async () => {
+  const { DockerfileFrontend } = await import("./dockerfile-frontend.js");
+  const { State, FileAction, loadDefinition } = await import("../llb/index.js");
+  const platform = { os: "linux", architecture: "amd64" };
+  const ctxDef = (await State.scratch().file(FileAction.mkfile("/foo", 0o644, "x")).marshal({ platform })).toProto();
+  const dfDef = (await State.scratch().file(FileAction.mkfile("/Dockerfile", 0o644, "FROM scratch\nCOPY foo foo2\n")).marshal({ platform })).toProto();
+  const solved: Uint8Array[] = [];
+  const bridge = {
+    solve: async (_s: AbortSignal, def: Uint8Array) => String(solved.push(def) - 1),
+    // Only the dockerfile input's ops hold the Dockerfile.
+    readFile: async (_s: AbortSignal, ref: string, p: string) =>
+      p === "Dockerfile" && Buffer.from(solved[Number(ref)]!).includes(Buffer.from(dfDef.def[0]!)) ? Buffer.from("FROM scratch\nCOPY foo foo2\n") : undefined,
+    resolveImageConfig: async () => {
+      throw new Error("no images here");
+    },
+  };
+  const res = await new DockerfileFrontend().solve(AbortSignal.timeout(5000), bridge, { attrs: {}, sessionId: "s", buildPlatform: platform, inputs: { context: ctxDef, dockerfile: dfDef } });
+  const ids = [...loadDefinition(res.definition!).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [o.op.op.value.identifier] : []));
+  assert.deepEqual(ids, [], "no local source: the context is the input's ops");
+  const ld = loadDefinition(res.definition!);
+  for (const b of ctxDef.def.slice(0, -1)) assert.ok(ld.ops.has(digestOf(b)), "the context input's ops are in the build");
+  assert.ok(solved.every((d) => !Buffer.from(d).toString("latin1").includes("local://")), "nothing was read from the client");
 });

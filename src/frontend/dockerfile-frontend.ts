@@ -2,8 +2,9 @@
 // (from local sources, a git repository or a URL, as BuildKit's frontend does), converts it to
 // LLB, returns the image config.
 import path from "node:path";
-import { FileAction, State, formatRef, git, http, image, local, parseNormalizedNamed, tagNameOnly, type DefinitionBytes, type NormalizedRef } from "../llb/index.js";
+import { FileAction, State, definitionState, formatRef, git, http, image, local, parseNormalizedNamed, tagNameOnly, type DefinitionBytes, type NormalizedRef } from "../llb/index.js";
 import type { ImageConfig } from "../api/oci.js";
+import type { Definition } from "../api/index.js";
 import { KilnError, digestOf, formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../util/index.js";
 import { convertDockerfile, marshalImage, parseGitRef, type NamedContext } from "./dockerfile/convert/index.js";
 import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
@@ -80,6 +81,17 @@ async function remoteSources(signal: AbortSignal, bridge: FrontendBridge, attrs:
     return { dockerfile: forceLocalDockerfile ? undefined : st, context: st, notLocal: true, filename: "context" };
   }
   return { notLocal: false, filename };
+}
+
+/** FrontendInputs named `dockerfile` and `context` (an LLB client's states) stand in for the client's directories. */
+function inputSources(inputs: Record<string, Definition | undefined>, attrs: Record<string, string>, filename: string): Sources {
+  const out: Sources = { notLocal: false, filename };
+  if (attrs.dockerfilekey === undefined && defaultLocalNameDockerfile in inputs) out.dockerfile = definitionState(inputs[defaultLocalNameDockerfile]);
+  if (defaultLocalNameContext in inputs) {
+    out.context = definitionState(inputs[defaultLocalNameContext]);
+    out.notLocal = true;
+  }
+  return out;
 }
 
 /** The digest of a definition's head vertex (the op the terminal op returns), as Go's Definition.Head. */
@@ -174,7 +186,8 @@ export class DockerfileFrontend implements Frontend {
     const attrs = opts.attrs;
     const localNameDockerfile = attrs.dockerfilekey ?? defaultLocalNameDockerfile;
     const localNameContext = attrs.contextkey ?? defaultLocalNameContext;
-    const src = await remoteSources(signal, bridge, attrs, attrs.filename || "Dockerfile");
+    let src = await remoteSources(signal, bridge, attrs, attrs.filename || "Dockerfile");
+    if (!src.context && opts.inputs) src = inputSources(opts.inputs, attrs, src.filename);
     if (src.context && attrs.contextsubdir !== undefined) src.context = scopeToSubDir(src.context, attrs.contextsubdir);
     const filename = src.filename;
     // The Dockerfile and its own ignore file come in one transfer; the context's .dockerignore in

@@ -1,5 +1,6 @@
 // The frontend boundary: a frontend turns build options into LLB, calling back into the engine
 // through a bridge (BuildKit's LLBBridge) to read files and resolve images.
+import type { Definition } from "../api/index.js";
 import type { Platform } from "../util/index.js";
 
 export interface ResolvedImageConfig {
@@ -35,6 +36,8 @@ export interface FrontendOptions {
   sessionId: string;
   /** The worker's platform, used as BUILDPLATFORM and the default target. */
   buildPlatform: Platform;
+  /** The request's FrontendInputs: named LLB results given to the frontend (e.g. "context"); undefined marks one sent empty. */
+  inputs?: Record<string, Definition | undefined>;
 }
 
 export interface FrontendResult {

@@ -7,3 +7,4 @@ export type { CopyOptions, MkdirOptions, MkfileOptions, RmOptions, Timestamp } f
 export type { SecretMountOpt, ProxyEnvOpt } from "./exec.js";
 export { ownerFromString, newUniqueId, type Constraints, type LLBPlatform, type OwnerSpec, type UserSpec, type NetworkMode, type SecurityModeName, type Output, type Vertex } from "./core.js";
 export { normalizeImageRef, parseNormalizedNamed, formatRef, tagNameOnly, withDigest, type NormalizedRef } from "./reference.js";
+export { definitionState } from "./defop.js";

@@ -118,7 +118,7 @@ export class GatewayBuild implements Frontend {
     else if (req.Frontend) {
       const fe = this.frontends[req.Frontend];
       if (!fe) throw new KilnError("KILN_FRONTEND", `invalid frontend: ${req.Frontend}`);
-      fr = await fe.solve(signal, bridge, { ...opts, attrs: { ...req.FrontendOpt } });
+      fr = await fe.solve(signal, bridge, { ...opts, attrs: { ...req.FrontendOpt }, ...(Object.keys(req.FrontendInputs).length > 0 ? { inputs: req.FrontendInputs } : {}) });
     } else fr = { metadata: {} };
     if (fr.refs && !req.allowResultReturn) throw new KilnError("KILN_FRONTEND", "solve did not return default result");
     const result = this.refs.toResult(fr, req.allowResultArrayRef, def ? undefined : req.Frontend || undefined);

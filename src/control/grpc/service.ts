@@ -220,6 +220,7 @@ export class ControlService {
         req.gateway = gw;
       }
       if (r.Frontend) req.frontend = r.Frontend;
+      if (r.Frontend && Object.keys(r.FrontendInputs).length > 0) req.frontendInputs = r.FrontendInputs;
       if (r.Definition && r.Definition.def.length > 0) req.definition = toBinary(pb.DefinitionSchema, r.Definition);
       if (r.Exporters.length > 0) req.exporters = r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
       else if (r.Exporter) req.exporter = { type: r.Exporter, attrs: { ...r.ExporterAttrs } };
