@@ -177,6 +177,8 @@ export class ConfigMatcher {
     if (d) return d;
     const a = l.annotations;
     if (!a?.mediaType || !a.diffID || !a.size) return undefined;
-    return { mediaType: a.mediaType, digest: l.blob, size: a.size, annotations: { [annotationUncompressed]: a.diffID } };
+    const annotations: Record<string, string> = { [annotationUncompressed]: a.diffID };
+    if (a.createdAt && a.createdAt !== "0001-01-01T00:00:00Z") annotations[annotationCreatedAt] = a.createdAt;
+    return { mediaType: a.mediaType, digest: l.blob, size: a.size, annotations };
   }
 }

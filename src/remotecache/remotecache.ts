@@ -6,10 +6,11 @@ import type { Descriptor } from "../api/oci.js";
 import type { ContentStore } from "../content/types.js";
 import { parseReference, type Resolver } from "../remotes/index.js";
 import type { KeyInfo, ProgressWriter, Result, SolveHooks } from "../solver/types.js";
-import { KilnError, digestOf, type Digest } from "../util/index.js";
+import { KilnError, digestOf, isDigest, type Digest } from "../util/index.js";
 import { LocalCacheDir, RegistryCacheRef, readCache, type CacheSource, type CacheTarget } from "./backends.js";
-import { cacheConfigMediaType, layerChain, marshalConfig, recordsJSON, type CacheRecord } from "./config.js";
-import { ConfigMatcher, buildConfig, type CacheMode } from "./graph.js";
+import { annotationCreatedAt, annotationUncompressed, cacheConfigMediaType, layerChain, marshalConfig, parseConfig, recordsJSON, type CacheRecord } from "./config.js";
+import { ConfigMatcher, buildConfig, type BuiltConfig, type CacheMode, type ImportedConfig } from "./graph.js";
+import { AzureBlobStore, S3Store, azureFromAttrs, azureLayout, s3FromAttrs, s3Layout, type ObjectLayout, type ObjectStore } from "./objects.js";
 
 export interface CacheEntry {
   type: string;
@@ -33,12 +34,18 @@ export interface RemoteCacheDeps {
 }
 
 const commonAttrs = ["mode", "oci-mediatypes", "image-manifest", "compression", "compression-level", "force-compression", "ignore-error"];
+const s3Attrs = ["bucket", "region", "endpoint_url", "use_path_style", "access_key_id", "secret_access_key", "session_token", "prefix", "blobs_prefix", "manifests_prefix", "name", "touch_refresh", "upload_parallelism"];
+const azblobAttrs = ["account_url", "container", "secret_access_key", "prefix", "blobs_prefix", "manifests_prefix", "name", "upload_parallelism"];
 const exportAttrs: Record<string, string[]> = {
   inline: ["mode", "ignore-error"],
+  s3: [...s3Attrs, ...commonAttrs],
+  azblob: [...azblobAttrs, ...commonAttrs],
   registry: ["ref", ...commonAttrs],
   local: ["dest", "tag", ...commonAttrs],
 };
 const importAttrs: Record<string, string[]> = {
+  s3: s3Attrs,
+  azblob: azblobAttrs,
   registry: ["ref"],
   local: ["src", "tag", "digest"],
 };
@@ -71,7 +78,42 @@ export function checkCacheEntries(entries: CacheEntry[], dir: "export" | "import
       if (e.type === "registry" && !e.attrs.ref) throw new KilnError("KILN_CACHE_ATTR", "registry cache importer requires ref");
       if (e.type === "local" && !e.attrs.src) throw new KilnError("KILN_CACHE_ATTR", "local cache importer requires src");
     }
+    // Parsed now for their errors (missing bucket, bad touch_refresh), before any work starts.
+    if (e.type === "s3" || e.type === "azblob") objectStoreOf(e);
+    if (e.attrs.upload_parallelism !== undefined && !/^[1-9]\d*$/.test(e.attrs.upload_parallelism)) throw new KilnError("KILN_CACHE_ATTR", `invalid upload_parallelism ${JSON.stringify(e.attrs.upload_parallelism)}`);
   }
+}
+
+function objectStoreOf(e: CacheEntry): { store: ObjectStore; layout: ObjectLayout } | undefined {
+  if (e.type === "s3") return { store: new S3Store(s3FromAttrs(e.attrs)), layout: s3Layout(e.attrs) };
+  if (e.type === "azblob") return { store: new AzureBlobStore(azureFromAttrs(e.attrs)), layout: azureLayout(e.attrs) };
+  return undefined;
+}
+
+/** An object-store cache: the config named by the first name, layers described by its own annotations. */
+async function readObjectCache(signal: AbortSignal, store: ObjectStore, layout: ObjectLayout): Promise<ImportedConfig> {
+  const key = layout.manifestKey(layout.names[0] ?? "buildkit");
+  const body = await store.get(signal, key);
+  if (!body) throw new KilnError("KILN_CACHE_IMPORT", `${store.name}: no cache manifest ${key}`);
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return { config: parseConfig(Buffer.concat(chunks)), descriptors: new Map() };
+}
+
+function objectFetcher(store: ObjectStore, layout: ObjectLayout): BlobFetcher {
+  return {
+    name: store.name,
+    async fetch(signal, content, desc) {
+      if (await content.has(desc.digest as Digest)) return;
+      const body = await store.get(signal, layout.blobKey(desc.digest));
+      if (!body) throw new KilnError("KILN_CACHE_IMPORT", `${store.name}: blob ${desc.digest} is missing`);
+      try {
+        await content.ingest(signal, body, { digest: desc.digest as Digest, size: desc.size });
+      } finally {
+        body.destroy();
+      }
+    },
+  };
 }
 
 function sourceOf(e: CacheEntry, deps: RemoteCacheDeps): CacheSource {
@@ -104,8 +146,10 @@ async function step<T>(progress: ProgressWriter, name: string, fn: (vertex: Dige
   }
 }
 
+type BlobFetcher = Pick<CacheSource, "name" | "fetch">;
+
 interface LoadedImport {
-  source: CacheSource;
+  source: BlobFetcher;
   matcher: ConfigMatcher;
 }
 
@@ -125,12 +169,13 @@ export class RemoteCache {
     const rc = new RemoteCache(deps, progress);
     await Promise.all(
       entries.map(async (e) => {
-        const source = sourceOf(e, deps);
+        const objects = objectStoreOf(e);
+        const source: BlobFetcher = objects ? objectFetcher(objects.store, objects.layout) : sourceOf(e, deps);
         await step(
           progress,
           `importing cache manifest from ${source.name}`,
           async () => {
-            const imported = await readCache(signal, source, deps.platform);
+            const imported = objects ? await readObjectCache(signal, objects.store, objects.layout) : await readCache(signal, sourceOf(e, deps), deps.platform);
             rc.imports.push({ source, matcher: new ConfigMatcher(imported, rc.keys) });
           },
           () => undefined,
@@ -193,8 +238,13 @@ export class RemoteCache {
     const out: Record<string, string> = {};
     for (const e of entries) {
       if (e.type === "inline") continue;
-      const target = targetOf(e, this.deps);
       const ignore = bool(e.attrs, "ignore-error", false);
+      const objects = objectStoreOf(e);
+      if (objects) {
+        await step(this.progress, `exporting cache to ${objects.store.name}`, (vertex) => this.exportObjects(signal, e, objects.store, objects.layout, roots, vertex), ignore ? () => undefined : undefined);
+        continue;
+      }
+      const target = targetOf(e, this.deps);
       const what = e.type === "local" ? "client directory" : target.name;
       await step(this.progress, `exporting cache to ${what}`, (vertex) => this.exportOne(signal, e, target, roots, vertex), ignore ? () => undefined : undefined);
     }
@@ -221,12 +271,11 @@ export class RemoteCache {
     return recordsJSON(records);
   }
 
-  private async exportOne(signal: AbortSignal, e: CacheEntry, target: CacheTarget, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
+  private build(signal: AbortSignal, e: CacheEntry, roots: { key: Digest; output: number }[]): Promise<BuiltConfig> {
     const mode = (e.attrs.mode ?? "min") as CacheMode;
     const oci = bool(e.attrs, "oci-mediatypes", true);
-    const imageManifest = bool(e.attrs, "image-manifest", false);
     const layerAttrs = { compression: e.attrs.compression ?? "gzip", ...(e.attrs["compression-level"] ? { "compression-level": e.attrs["compression-level"] } : {}), ...(e.attrs["force-compression"] !== undefined ? { "force-compression": e.attrs["force-compression"] } : {}), "oci-mediatypes": String(oci) };
-    const built = await buildConfig(signal, this.keys, roots, mode, async (key, output) => {
+    return buildConfig(signal, this.keys, roots, mode, async (key, output) => {
       const info = this.keys.get(key);
       if (!info) return undefined;
       const local = await this.deps.loadLocal(signal, key, info.outputs);
@@ -238,20 +287,58 @@ export class RemoteCache {
         await Promise.allSettled(local.map((r) => r.release()));
       }
     }, this.deps.volatile);
+  }
+
+  /** Runs `fn` over `items`, `n` at a time. */
+  private async parallel<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+    const queue = [...items];
+    await Promise.all(
+      Array.from({ length: Math.min(n, queue.length) }, async () => {
+        for (let it = queue.shift(); it !== undefined; it = queue.shift()) await fn(it);
+      }),
+    );
+  }
+
+  /** s3 and azblob: blobs (touched when old, so expiry keeps them), then the config under each name, its layers annotated. */
+  private async exportObjects(signal: AbortSignal, e: CacheEntry, store: ObjectStore, layout: ObjectLayout, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
+    const built = await this.build(signal, e, roots);
+    const started = new Date();
+    let done = 0;
+    const descs = [...built.blobs.values()];
+    await this.parallel(descs, Number(e.attrs.upload_parallelism ?? 4), async (d) => {
+      const key = layout.blobKey(d.digest);
+      const at = await store.head(signal, key);
+      if (!at) await store.put(signal, key, this.deps.content.createReadStream(d.digest as Digest), d.size, { ifNoneMatch: true });
+      else if (Date.now() - at.getTime() > layout.touchRefreshMs) await store.touch(signal, key);
+      done++;
+      this.progress.write({ statuses: [{ id: `writing layers ${done}/${descs.length}`, vertex, current: done, started }] });
+    });
+    const config = {
+      ...built.config,
+      layers: built.config.layers.map((l) => {
+        const d = built.blobs.get(l.blob);
+        const diffID = d?.annotations?.[annotationUncompressed];
+        return d ? { ...l, annotations: { mediaType: d.mediaType, ...(diffID && isDigest(diffID) ? { diffID } : {}), size: d.size, createdAt: d.annotations?.[annotationCreatedAt] } } : l;
+      }),
+    };
+    const bytes = Buffer.from(marshalConfig(config));
+    for (const name of layout.names) await store.put(signal, layout.manifestKey(name), bytes, bytes.length);
+  }
+
+  private async exportOne(signal: AbortSignal, e: CacheEntry, target: CacheTarget, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
+    const oci = bool(e.attrs, "oci-mediatypes", true);
+    const imageManifest = bool(e.attrs, "image-manifest", false);
+    const built = await this.build(signal, e, roots);
     const layerDescs = built.config.layers.map((l) => built.blobs.get(l.blob)).filter((d): d is Descriptor => d !== undefined);
     const started = new Date();
     let done = 0;
     // Blobs concurrently, the documents after them: a reader never finds an index whose blobs are missing.
-    const queue = [...new Map(layerDescs.map((d) => [d.digest, d])).values()];
-    const workers = Array.from({ length: Math.min(4, queue.length) }, async () => {
-      for (let d = queue.shift(); d; d = queue.shift()) {
-        const desc = d;
-        if (!(await target.hasBlob(signal, desc))) await target.putBlob(signal, desc, () => this.deps.content.createReadStream(desc.digest as Digest));
-        done++;
-        this.progress.write({ statuses: [{ id: "writing layers", vertex, current: done, total: layerDescs.length, started }] });
-      }
+    const unique = [...new Map(layerDescs.map((d) => [d.digest, d])).values()];
+    await this.parallel(unique, Number(e.attrs.upload_parallelism ?? 4), async (desc) => {
+      if (!(await target.hasBlob(signal, desc))) await target.putBlob(signal, desc, () => this.deps.content.createReadStream(desc.digest as Digest));
+      done++;
+      this.progress.write({ statuses: [{ id: `writing layers ${done}/${unique.length}`, vertex, current: done, started }] });
     });
-    await Promise.all(workers);
     const configBytes = Buffer.from(marshalConfig(built.config));
     const configDesc: Descriptor = { mediaType: cacheConfigMediaType, digest: digestOf(configBytes), size: configBytes.length };
     await target.putBlob(signal, configDesc, () => Readable.from([configBytes]));
