@@ -22,6 +22,8 @@ const hello = "hello over http\n";
 const lastModified = "Wed, 21 Oct 2015 07:28:00 GMT";
 /** More files the http server serves, by path. */
 const routes = new Map<string, Buffer>();
+/** Directory served under /dumb/ (the bare repositories). */
+let dumbRoot = "";
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -40,6 +42,15 @@ before(async () => {
     const extra = routes.get(req.url ?? "");
     if (extra) {
       res.writeHead(200).end(extra);
+      return;
+    }
+    // The bare repositories as plain files: git's dumb http transport.
+    if (req.url?.startsWith("/dumb/") && dumbRoot) {
+      const file = path.join(dumbRoot, path.posix.normalize(req.url.slice("/dumb/".length).split("?")[0]!).replace(/^(\.\.\/)+/, ""));
+      readFile(file).then(
+        (b) => res.writeHead(200).end(b),
+        () => res.writeHead(404).end(),
+      );
       return;
     }
     if (req.url === "/files/hello.txt") {
@@ -72,6 +83,8 @@ before(async () => {
   await writeFile(path.join(work, "top.txt"), "v2 top\n");
   await g(["commit", "-q", "-am", "two"]);
   await g(["clone", "-q", "--bare", work, path.join(repos, "repo.git")], env.tmp);
+  await sh("git", ["update-server-info"], { cwd: path.join(repos, "repo.git") });
+  dumbRoot = repos;
   const port = await freePort();
   gitd = spawn("git", ["daemon", "--export-all", `--base-path=${repos}`, "--reuseaddr", "--listen=127.0.0.1", `--port=${port}`, repos], { stdio: "ignore" });
   gitBase = `git://127.0.0.1:${port}`;
@@ -182,6 +195,12 @@ test("the context attr: a tarball URL (unpacked, contextsubdir), a Dockerfile UR
   const plain = await env.run(["build", "--frontend", "dockerfile.v0", "--opt", `context=${base}/df`, "--opt", "filename=bogus", "-o", `type=local,dest=${out("ctx-df")}`]);
   assert.equal(plain.code, 0, plain.stderr);
   assert.equal((await readFile(path.join(out("ctx-df"), "which"), "utf8")).trim(), "plain");
+
+  // A repository over the dumb http transport can't be fetched shallow: fetched in full instead.
+  const dumb = await env.context({ Dockerfile: `FROM scratch\nADD ${base}/dumb/repo.git#v1 /r/\n` });
+  const viaDumb = await env.run(["build", dumb, "-o", `type=local,dest=${out("ctx-dumb")}`]);
+  assert.equal(viaDumb.code, 0, viaDumb.stderr);
+  assert.equal(await readFile(path.join(out("ctx-dumb"), "r", "top.txt"), "utf8"), "v1 top\n");
 
   const gitDf = await env.context({ Dockerfile: "FROM scratch\nCOPY top.txt /top\n" });
   const fromGit = await env.run(["build", "--frontend", "dockerfile.v0", "--local", `dockerfile=${gitDf}`, "--opt", "dockerfilekey=dockerfile", "--opt", `context=${gitBase}/repo.git#v1`, "-o", `type=local,dest=${out("ctx-git")}`]);
