@@ -16,6 +16,11 @@ const sh = promisify(execFile);
 const bin = process.env.BUILDKIT_BIN ?? "/opt/bk/bin";
 const missing = !existsSync(path.join(bin, "buildkitd")) && `no buildkitd in ${bin}`;
 
+// The shared registry outlives this file's describe: other files in the same run still use it.
+after(async () => {
+  await stopSharedRegistry();
+});
+
 describe("kiln build through BuildKit's buildkitd", { concurrency: false, skip: missing }, () => {
   let env: KilnEnv;
   let daemon: ChildProcess | undefined;
@@ -40,7 +45,6 @@ describe("kiln build through BuildKit's buildkitd", { concurrency: false, skip: 
     daemon?.kill("SIGTERM");
     await exited;
     await env?.close();
-    await stopSharedRegistry();
   });
 
   test("one output (oci tarball, local directory) with a secret and the metadata file; several outputs refused", async () => {

@@ -34,6 +34,11 @@ async function until(what: string, ms: number, fn: () => Promise<boolean> | bool
   }
 }
 
+// The shared registry outlives this file's describe: other files in the same run still use it.
+after(async () => {
+  await stopSharedRegistry();
+});
+
 describe("many clients on one kilnd", { concurrency: false }, () => {
   let env: KilnEnv;
   let kilnd: Kilnd;
@@ -59,7 +64,6 @@ describe("many clients on one kilnd", { concurrency: false }, () => {
   after(async () => {
     await kilnd?.stop();
     await env?.close();
-    await stopSharedRegistry();
   });
 
   test("ten clients at once, five distinct and five identical Dockerfiles: all succeed, the identical step runs once", async () => {

@@ -30,6 +30,11 @@ async function sshAddTools(dir: string): Promise<void> {
   for (const lib of libs) await copyFile(lib, path.join(dir, "tools", "lib", path.basename(lib)));
 }
 
+// The shared registry outlives this file's describe: other files in the same run still use it.
+after(async () => {
+  await stopSharedRegistry();
+});
+
 describe("kiln build through kilnd", { concurrency: false }, () => {
   let env: KilnEnv;
   let kilnd: Kilnd;
@@ -53,7 +58,6 @@ describe("kiln build through kilnd", { concurrency: false }, () => {
   after(async () => {
     await kilnd?.stop();
     await env?.close();
-    await stopSharedRegistry();
   });
 
   for (const transport of ["unix", "tcp+mtls"] as const) {
