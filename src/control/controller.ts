@@ -96,7 +96,7 @@ export class Controller {
     checkCacheEntries(cacheExports, "export");
     const held: ImmutableRef[] = [];
     // Cache hooks and the roots the cache export starts from (the build's results, not the frontend's helper solves).
-    const remote = req.cache?.imports?.length || cacheExports.length ? await RemoteCache.open(signal, req.cache?.imports ?? [], this.remoteCacheDeps(session), progress) : undefined;
+    const remote = req.cache?.imports?.length || cacheExports.length ? RemoteCache.open(signal, req.cache?.imports ?? [], this.remoteCacheDeps(session), progress) : undefined;
     const db = worker.mgr.db;
     const explainer = new MissExplainer({ get: (id) => db.getKV(explainBucket, id), set: (id, v) => db.setKV(explainBucket, id, v) }, progress, req.explainCache === true);
     const solveCtx: SolveCtx = { hooks: mergeHooks(remote?.hooks() ?? {}, explainer.hooks()), roots: [] };
@@ -304,6 +304,8 @@ export class Controller {
             },
           },
         } as unknown as ResolvedImage;
+        // All blobs at once; unpacking then goes layer by layer from the content store.
+        await Promise.all(layers.map((l) => fetch(signal, l)));
         const ref = await worker.images.unpack(signal, img, progress, vertex);
         if (ref) {
           // Layers made here take the times the cache recorded, so image history (and digest) match the exporting build's.

@@ -4,7 +4,7 @@
 // keyed by their content — the same graph BuildKit writes, queried the way BuildKit queries it.
 import type { Descriptor } from "../api/oci.js";
 import type { KeyInfo } from "../solver/types.js";
-import { digestOf, type Digest } from "../util/index.js";
+import { digestOf, mapLimit, type Digest } from "../util/index.js";
 import { annotationCreatedAt, annotationUncompressed, goTime, layerChain, outputKey, sortConfig, type CacheConfig, type CacheInput, type CacheRecord } from "./config.js";
 
 /** Selectors travel as digests, as BuildKit's do; the empty selector stays empty. */
@@ -81,9 +81,13 @@ export async function buildConfig(
   const layers: CacheConfig["layers"] = [];
   const chainIndex = new Map<string, number>();
   const blobs = new Map<Digest, Descriptor>();
-  for (const { rec, key, output } of withResult) {
+  // Results' layers are made (diffed, compressed) concurrently; the config is assembled in walk order.
+  const chains = await mapLimit(withResult, 4, async ({ key, output }) => {
     signal.throwIfAborted();
-    const descs = await layersFor(key, output);
+    return layersFor(key, output);
+  });
+  for (const [i, { rec }] of withResult.entries()) {
+    const descs = chains[i];
     if (!descs || descs.length === 0) continue;
     let parent = -1;
     let chainId = "";

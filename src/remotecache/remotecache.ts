@@ -164,10 +164,15 @@ export class RemoteCache {
   ) {}
 
   /** Reads every import; one that fails warns and the build goes on without it. */
-  static async open(signal: AbortSignal, entries: CacheEntry[], deps: RemoteCacheDeps, progress: ProgressWriter): Promise<RemoteCache> {
+  /**
+   * Reading the imports goes on while the frontend works (it needs none of them): the solver's
+   * questions wait for it. The signal passed must outlive the solve.
+   */
+  static open(signal: AbortSignal, entries: CacheEntry[], deps: RemoteCacheDeps, progress: ProgressWriter): RemoteCache {
     checkCacheEntries(entries, "import");
     const rc = new RemoteCache(deps, progress);
-    await Promise.all(
+    rc.importing = entries.length > 0;
+    rc.ready = Promise.all(
       entries.map(async (e) => {
         const objects = objectStoreOf(e);
         const source: BlobFetcher = objects ? objectFetcher(objects.store, objects.layout) : sourceOf(e, deps);
@@ -181,18 +186,28 @@ export class RemoteCache {
           () => undefined,
         );
       }),
-    );
+    ).then(() => undefined);
+    // Failures were turned into warnings above; only an abort gets here, and the solve sees that itself.
+    rc.ready.catch(() => {});
     return rc;
   }
 
+  private importing = false;
+  private ready: Promise<void> = Promise.resolve();
+
   hooks(): SolveHooks {
-    const remote =
-      this.imports.length > 0
-        ? {
-            load: (signal: AbortSignal, key: Digest, outputs: number) => this.load(signal, key, outputs),
-            probe: (_signal: AbortSignal, info: KeyInfo) => Promise.resolve(this.probe(info)),
-          }
-        : undefined;
+    const remote = this.importing
+      ? {
+          load: async (signal: AbortSignal, key: Digest, outputs: number) => {
+            await this.ready;
+            return this.load(signal, key, outputs);
+          },
+          probe: async (_signal: AbortSignal, info: KeyInfo) => {
+            await this.ready;
+            return this.probe(info);
+          },
+        }
+      : undefined;
     return { onKey: (info) => this.keys.set(info.key, info), ...(remote ? { remote } : {}) };
   }
 

@@ -1,0 +1,197 @@
+// Remote cache speed: the four-stage sample's mode=max cache exported to and imported from a local
+// registry (Debian's docker-registry), on kiln (in-process CLI) and on BuildKit (a buildkitd this
+// script starts, driven by buildctl) in the same run.
+//   export: every step already cached locally; the build exports the cache to a new repository.
+//   import: an empty root imports that cache; every step hits, the image is written to a tarball
+//           (so the result's layers are pulled).
+// Usage (root): node --import tsx bench/cache.ts [--runs 5] [--buildkit-bin DIR]
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs, promisify } from "node:util";
+import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
+
+const sh = promisify(execFile);
+const repoRoot = path.resolve(import.meta.dirname, "..");
+const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, "buildkit-bin": { type: "string" } } });
+const runs = Number(values.runs);
+
+const files: Record<string, string> = {
+  Dockerfile: [
+    "FROM busybox AS deps",
+    "RUN --mount=type=cache,target=/cache sh -c 'test -f /cache/dl || head -c 4000000 /dev/urandom > /cache/dl; cp /cache/dl /deps'",
+    "FROM busybox AS build",
+    "COPY src/ /src/",
+    "RUN --mount=type=cache,target=/cache sh -c 'cat /src/* > /cache/obj && cp /cache/obj /built'",
+    "FROM busybox AS test",
+    "COPY --from=build /built /built",
+    "RUN test -s /built && echo ok > /tested",
+    "FROM busybox",
+    "COPY --from=deps /deps /deps",
+    "COPY --from=build /built /app",
+    "COPY --from=test /tested /tested",
+  ].join("\n"),
+  ...Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`src/m${i}.txt`, `module ${i}\n`.repeat(200)])),
+};
+
+async function timed(cmd: string, args: string[]): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err}`))));
+  });
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+interface Engine {
+  name: string;
+  build(ctx: string, out: string, cacheArgs: string[]): Promise<number>;
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function kiln(tmp: string, config: string): Engine {
+  const bin = path.join(repoRoot, "bin", "kiln");
+  const root = path.join(tmp, "kiln-root");
+  return {
+    name: "kiln",
+    build: (ctx, out, cacheArgs) => timed(process.execPath, [bin, "--root", root, "--config", config, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`, ...cacheArgs]),
+    reset: () => rm(root, { recursive: true, force: true }),
+    stop: async () => {},
+  };
+}
+
+/** kiln through a kilnd (the engine in a daemon, as BuildKit's): reset = a fresh root and a restarted daemon. */
+async function kilnd(tmp: string, config: string): Promise<Engine> {
+  const bin = path.join(repoRoot, "bin", "kiln");
+  const root = path.join(tmp, "kilnd-root");
+  const sock = path.join(tmp, "kilnd.sock");
+  let daemon: ChildProcess | undefined;
+  const start = async () => {
+    daemon = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), "--root", root, "--config", config, "--addr", `unix://${sock}`], { stdio: "ignore" });
+    for (let i = 0; i < 200; i++) {
+      if (await sh(process.execPath, [bin, "--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
+      await sleep(100);
+    }
+    throw new Error("kilnd did not start");
+  };
+  const stop = async () => {
+    if (!daemon) return;
+    const d = daemon;
+    daemon = undefined;
+    const exited = new Promise((r) => d.once("exit", r));
+    d.kill("SIGTERM");
+    await exited;
+  };
+  await start();
+  return {
+    name: "kilnd",
+    build: (ctx, out, cacheArgs) => timed(process.execPath, [bin, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`, ...cacheArgs]),
+    reset: async () => {
+      await stop();
+      await rm(root, { recursive: true, force: true });
+      await start();
+    },
+    stop,
+  };
+}
+
+async function buildkit(tmp: string, registryHost: string, binDir: string | undefined): Promise<Engine | undefined> {
+  const find = async (cmd: string) => {
+    const p = binDir ? path.join(binDir, cmd) : (await sh("sh", ["-c", `command -v ${cmd}`]).catch(() => ({ stdout: "" }))).stdout.trim();
+    return p && (await access(p).then(() => true, () => false)) ? p : undefined;
+  };
+  const buildkitd = await find("buildkitd");
+  const buildctl = await find("buildctl");
+  if (!buildkitd || !buildctl) return undefined;
+  const root = path.join(tmp, "buildkit-root");
+  const sock = path.join(tmp, "buildkitd.sock");
+  const config = path.join(tmp, "buildkitd.toml");
+  await writeFile(config, `[registry."docker.io"]\n  mirrors = ["${registryHost}"]\n[registry."${registryHost}"]\n  http = true\n`);
+  let daemon: ChildProcess | undefined;
+  const start = async () => {
+    daemon = spawn(buildkitd, ["--root", root, "--addr", `unix://${sock}`, "--config", config, "--oci-worker-gc=false"], { stdio: "ignore" });
+    for (let i = 0; i < 100; i++) {
+      if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
+      await sleep(100);
+    }
+    throw new Error("buildkitd did not start");
+  };
+  const stop = async () => {
+    if (!daemon) return;
+    const d = daemon;
+    daemon = undefined;
+    const exited = new Promise((r) => d.once("exit", r));
+    d.kill("SIGTERM");
+    await exited;
+  };
+  await start();
+  return {
+    name: "buildkit",
+    build: (ctx, out, cacheArgs) => timed(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`, ...cacheArgs]),
+    reset: async () => {
+      await stop();
+      await rm(root, { recursive: true, force: true });
+      await start();
+    },
+    stop,
+  };
+}
+
+const reg = await startRegistry();
+const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-bench-cache-"));
+const engines: Engine[] = [];
+try {
+  await pushBusybox(reg.host);
+  const config = await writeKilnConfig(tmp, reg.host);
+  const ctx = path.join(tmp, "ctx");
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(ctx, name)), { recursive: true });
+    await writeFile(path.join(ctx, name), content);
+  }
+  engines.push(kiln(tmp, config));
+  engines.push(await kilnd(tmp, config));
+  const bk = await buildkit(tmp, reg.host, values["buildkit-bin"]);
+  if (bk) engines.push(bk);
+  else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
+  const out = path.join(tmp, "out.tar");
+  const results = new Map<string, { export: number[]; import: number[] }>();
+  for (const e of engines) {
+    const r = { export: [] as number[], import: [] as number[] };
+    results.set(e.name, r);
+    for (let run = 0; run < runs; run++) {
+      // A new repository each run: every blob is uploaded, none is found already there.
+      const ref = `${reg.host}/bench-cache/${e.name}-${process.pid}-${run}:cache`;
+      await e.reset();
+      await e.build(ctx, out, []);
+      r.export.push(await e.build(ctx, out, ["--export-cache", `type=registry,ref=${ref},mode=max`]));
+      await e.reset();
+      r.import.push(await e.build(ctx, out, ["--import-cache", `type=registry,ref=${ref}`]));
+    }
+  }
+  const bkR = results.get("buildkit");
+  const names = engines.map((e) => e.name);
+  console.log(`\nfour-stage sample, mode=max cache to/from ${reg.host}; median wall time of ${runs} runs (ms)`);
+  console.log(["scenario", ...names, ...(bkR ? names.filter((n) => n !== "buildkit").map((n) => `${n}/buildkit`) : [])].join("\t"));
+  for (const k of ["export", "import"] as const) {
+    const row = [k, ...names.map((n) => median(results.get(n)![k]).toFixed(0))];
+    if (bkR) for (const n of names.filter((x) => x !== "buildkit")) row.push((median(results.get(n)![k]) / median(bkR[k])).toFixed(2));
+    console.log(row.join("\t"));
+  }
+  const sizes = await readFile(out).then((b) => b.length);
+  console.log(`(image tarball ${Math.round(sizes / 1024)} KiB)`);
+} finally {
+  for (const e of engines) await e.stop().catch(() => {});
+  await reg.stop();
+  await rm(tmp, { recursive: true, force: true });
+}
