@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
@@ -72,8 +72,15 @@ test("local cache, mode=max: every stage is cached; a change in the last stage r
   // BuildKit's layout: index.json names an index of layer blobs plus one cacheconfig.
   const index = JSON.parse(await readFile(path.join(dir, "index.json"), "utf8")) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
   assert.equal(index.manifests[0]?.annotations?.["org.opencontainers.image.ref.name"], "latest");
-  const top = JSON.parse(await readFile(path.join(dir, "blobs", ...index.manifests[0]!.digest.split(":")), "utf8")) as { manifests: { mediaType: string }[] };
+  const top = JSON.parse(await readFile(path.join(dir, "blobs", ...index.manifests[0]!.digest.split(":")), "utf8")) as { manifests: { mediaType: string; digest: string }[] };
   assert.equal(top.manifests.at(-1)?.mediaType, "application/vnd.buildkit.cacheconfig.v0");
+  // Lazy: the importing root fetched the final image's layers, none of the other stages' results.
+  const imported = envs.at(-1)!;
+  const image = new Set(await layersOf(imported));
+  const others = top.manifests.slice(0, -1).map((m) => m.digest).filter((d) => !image.has(d));
+  assert.ok(others.length > 0, "a mode=max cache holds intermediate results");
+  const have = new Set((await readdir(path.join(imported.root, "content", "blobs", "sha256"))).map((h) => `sha256:${h}`));
+  assert.deepEqual(others.filter((d) => have.has(d)), [], "intermediate layers were not downloaded");
 
   const c = await freshEnv();
   const ctx = await c.context({ Dockerfile: dockerfile, "a.txt": "A max type=local,src=" + dir + "\n", "b.txt": "B changed\n" });
