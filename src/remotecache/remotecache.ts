@@ -304,6 +304,15 @@ export class RemoteCache {
     }, this.deps.volatile);
   }
 
+  /** One status line per layer, as BuildKit's "writing layer sha256:…". */
+  private async writingLayer(vertex: Digest, d: Descriptor, fn: () => Promise<void>): Promise<void> {
+    const started = new Date();
+    const id = `writing layer ${d.digest}`;
+    this.progress.write({ statuses: [{ id, vertex, current: 0, started }] });
+    await fn();
+    this.progress.write({ statuses: [{ id, vertex, current: 0, started, completed: new Date() }] });
+  }
+
   /** Runs `fn` over `items`, `n` at a time. */
   private async parallel<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
     const queue = [...items];
@@ -317,17 +326,15 @@ export class RemoteCache {
   /** s3 and azblob: blobs (touched when old, so expiry keeps them), then the config under each name, its layers annotated. */
   private async exportObjects(signal: AbortSignal, e: CacheEntry, store: ObjectStore, layout: ObjectLayout, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
     const built = await this.build(signal, e, roots);
-    const started = new Date();
-    let done = 0;
     const descs = [...built.blobs.values()];
-    await this.parallel(descs, Number(e.attrs.upload_parallelism ?? 4), async (d) => {
-      const key = layout.blobKey(d.digest);
-      const at = await store.head(signal, key);
-      if (!at) await store.put(signal, key, this.deps.content.createReadStream(d.digest as Digest), d.size, { ifNoneMatch: true });
-      else if (Date.now() - at.getTime() > layout.touchRefreshMs) await store.touch(signal, key);
-      done++;
-      this.progress.write({ statuses: [{ id: `writing layers ${done}/${descs.length}`, vertex, current: done, started }] });
-    });
+    await this.parallel(descs, Number(e.attrs.upload_parallelism ?? 4), (d) =>
+      this.writingLayer(vertex, d, async () => {
+        const key = layout.blobKey(d.digest);
+        const at = await store.head(signal, key);
+        if (!at) await store.put(signal, key, this.deps.content.createReadStream(d.digest as Digest), d.size, { ifNoneMatch: true });
+        else if (Date.now() - at.getTime() > layout.touchRefreshMs) await store.touch(signal, key);
+      }),
+    );
     const config = {
       ...built.config,
       layers: built.config.layers.map((l) => {
@@ -345,15 +352,13 @@ export class RemoteCache {
     const imageManifest = bool(e.attrs, "image-manifest", false);
     const built = await this.build(signal, e, roots);
     const layerDescs = built.config.layers.map((l) => built.blobs.get(l.blob)).filter((d): d is Descriptor => d !== undefined);
-    const started = new Date();
-    let done = 0;
     // Blobs concurrently, the documents after them: a reader never finds an index whose blobs are missing.
     const unique = [...new Map(layerDescs.map((d) => [d.digest, d])).values()];
-    await this.parallel(unique, Number(e.attrs.upload_parallelism ?? 4), async (desc) => {
-      if (!(await target.hasBlob(signal, desc))) await target.putBlob(signal, desc, () => this.deps.content.createReadStream(desc.digest as Digest));
-      done++;
-      this.progress.write({ statuses: [{ id: `writing layers ${done}/${unique.length}`, vertex, current: done, started }] });
-    });
+    await this.parallel(unique, Number(e.attrs.upload_parallelism ?? 4), (desc) =>
+      this.writingLayer(vertex, desc, async () => {
+        if (!(await target.hasBlob(signal, desc))) await target.putBlob(signal, desc, () => this.deps.content.createReadStream(desc.digest as Digest));
+      }),
+    );
     const configBytes = Buffer.from(marshalConfig(built.config));
     const configDesc: Descriptor = { mediaType: cacheConfigMediaType, digest: digestOf(configBytes), size: configBytes.length };
     await target.putBlob(signal, configDesc, () => Readable.from([configBytes]));
