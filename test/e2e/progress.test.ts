@@ -127,6 +127,7 @@ test("plain: buildctl's #N blocks from a real build", async () => {
     assert.match(r.stderr, /^#\d+ (\S+ )?sha256:[0-9a-f]{64} [\d.]+[kM]?B \/ [\d.]+[kM]?B( \d+\.\ds)? done$/m);
   } finally {
     await fresh.close();
+    await stopSharedRegistry();
   }
 });
 

@@ -28,23 +28,39 @@ export interface KilnEnv {
   close(): Promise<void>;
 }
 
-let shared: Promise<{ host: string; stop(): Promise<void> }> | undefined;
+let shared: Promise<{ host: string; pid: number; stop(): Promise<void> }> | undefined;
+// Every test file shares one registry, and test/run.ts runs them all in one process: a file (or
+// suite) ending must not stop it under the others, so it stops when its last user lets go.
+let users = 0;
 
 async function registry() {
   shared ??= (async () => {
     const reg = await startRegistry();
+    // A run that ends with users left (or crashes) still takes its registry down.
+    process.once("exit", () => {
+      try {
+        process.kill(reg.pid);
+      } catch {
+        // Already gone.
+      }
+    });
     await pushBusybox(reg.host);
     return reg;
   })();
   return shared;
 }
 
+/** Lets go of the shared registry taken by kilnEnv(); the last user stops it. */
 export async function stopSharedRegistry(): Promise<void> {
-  if (shared) await (await shared).stop();
+  users = Math.max(0, users - 1);
+  if (users > 0 || !shared) return;
+  const reg = shared;
   shared = undefined;
+  await (await reg).stop();
 }
 
 export async function kilnEnv(): Promise<KilnEnv> {
+  users++;
   const reg = await registry();
   const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-e2e-"));
   const root = path.join(tmp, "root");
