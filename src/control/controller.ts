@@ -362,7 +362,8 @@ export class Controller {
       },
       resolveImageConfig: async (signal, ref, o) => {
         const platform: Platform = o.platform ?? this.opts.worker.platform;
-        const img = await this.opts.worker.images.resolve(signal, ref, platform, session);
+        const images = o.store ? this.opts.worker.ociLayoutImages(session, o.store.storeId) : this.opts.worker.images;
+        const img = await images.resolve(signal, ref, platform, session);
         return { ref: img.ref, digest: img.digest, config: img.configBytes };
       },
     };

@@ -2,7 +2,7 @@
 // (from local sources, a git repository or a URL, as BuildKit's frontend does), converts it to
 // LLB, returns the image config.
 import path from "node:path";
-import { FileAction, State, definitionState, formatRef, git, http, image, local, parseNormalizedNamed, tagNameOnly, type DefinitionBytes, type NormalizedRef } from "../llb/index.js";
+import { FileAction, State, definitionState, formatRef, git, http, image, local, ociLayout, parseNormalizedNamed, tagNameOnly, withDigest, type DefinitionBytes, type NormalizedRef } from "../llb/index.js";
 import type { ImageConfig } from "../api/oci.js";
 import type { Definition } from "../api/index.js";
 import { KilnError, digestOf, formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../util/index.js";
@@ -130,7 +130,7 @@ function withImageConfig(st: State, cfg: Partial<ImageConfig>): State {
  * applied), a git repository or an http(s) URL.
  */
 function namedContexts(signal: AbortSignal, bridge: FrontendBridge, attrs: Record<string, string>, sessionId: string): (name: string, platform: Platform) => Promise<NamedContext | undefined> {
-  const lookup = async (pname: string, platform: Platform): Promise<NamedContext | undefined> => {
+  const lookup = async (pname: string, name: string, platform: Platform): Promise<NamedContext | undefined> => {
     const v = attrs[`context:${pname}`];
     if (v === undefined) return undefined;
     const colon = v.indexOf(":");
@@ -165,6 +165,25 @@ function namedContexts(signal: AbortSignal, bridge: FrontendBridge, attrs: Recor
         const excludes = dt ? parseIgnore(Buffer.from(dt).toString("utf8")) : [];
         return { state: local(rest, { sessionId, sharedKeyHint: `context:${pname}`, customName: `[context ${pname}] load from client`, ...(excludes.length > 0 ? { excludePatterns: excludes } : {}) }) };
       }
+      case "oci-layout": {
+        // STORE@DIGEST: the client's layout named STORE; the name only labels the image.
+        const spec = rest.replace(/^\/\//, "");
+        const at = spec.indexOf("@");
+        if (at < 0) throw new KilnError("KILN_FRONTEND", `oci-layout reference ${JSON.stringify(spec)} has no digest`);
+        const storeId = spec.slice(0, at);
+        const digest = spec.slice(at + 1);
+        let dummy: string;
+        try {
+          dummy = formatRef(withDigest(parseNormalizedNamed(name), digest));
+        } catch (err) {
+          throw new KilnError("KILN_FRONTEND", `could not parse oci-layout reference ${JSON.stringify(spec)}: ${(err as Error).message}`, { cause: err });
+        }
+        const resolved = await bridge.resolveImageConfig(signal, dummy, { platform, store: { storeId } });
+        const cfg = JSON.parse(Buffer.from(resolved.config).toString("utf8")) as Partial<ImageConfig>;
+        const p = { os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}) };
+        const st = ociLayout(dummy, { sessionId, storeId, platform: p, customName: `[context ${pname}] OCI load from client` });
+        return { state: withImageConfig(st, cfg), image: cfg };
+      }
       default:
         throw new KilnError("KILN_FRONTEND", `unsupported context source ${kind} for ${pname}`);
     }
@@ -177,7 +196,7 @@ function namedContexts(signal: AbortSignal, bridge: FrontendBridge, attrs: Recor
       throw new KilnError("KILN_FRONTEND", `invalid context name ${name}: ${(err as Error).message}`, { cause: err });
     }
     const fam = familiarName(r).replace(/:latest$/, "");
-    return (await lookup(`${fam}::${formatPlatform(normalizePlatform(platform))}`, platform)) ?? (await lookup(fam, platform));
+    return (await lookup(`${fam}::${formatPlatform(normalizePlatform(platform))}`, fam, platform)) ?? (await lookup(fam, fam, platform));
   };
 }
 

@@ -15,7 +15,8 @@ export interface FrontendBridge {
   solve(signal: AbortSignal, definition: Uint8Array): Promise<string>;
   /** Reads a file from a solved result; undefined when it does not exist. */
   readFile(signal: AbortSignal, ref: string, path: string): Promise<Uint8Array | undefined>;
-  resolveImageConfig(signal: AbortSignal, ref: string, opts: { platform?: Platform }): Promise<ResolvedImageConfig>;
+  /** `store`: the image is in one of the client's OCI layouts (an `oci-layout://` source), not a registry. */
+  resolveImageConfig(signal: AbortSignal, ref: string, opts: { platform?: Platform; store?: { storeId: string } }): Promise<ResolvedImageConfig>;
   /**
    * The root filesystem of a solved result, read-only, until disposed; undefined for an unknown
    * handle or an empty result (scratch). For callers that need more than readFile (the gateway

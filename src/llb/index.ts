@@ -1,6 +1,6 @@
 // LLB: a pure, typed builder producing BuildKit-identical pb.Definition bytes, and its loader.
 export { State, ExecState, FileAction, type MountOpt, type RunOptions } from "./state.js";
-export { image, local, http, git, parseGitProtocol, type ImageOptions, type LocalOptions, type HttpOptions, type GitOptions } from "./source.js";
+export { image, local, http, git, ociLayout, parseGitProtocol, type ImageOptions, type LocalOptions, type HttpOptions, type GitOptions, type OCILayoutOptions } from "./source.js";
 export { merge, diff } from "./mergediff.js";
 export { marshalDefinition, loadDefinition, type DefinitionBytes, type MarshalOptions, type SourceMapInput, type LoadedDefinition, type LoadedOp } from "./definition.js";
 export type { CopyOptions, MkdirOptions, MkfileOptions, RmOptions, Timestamp } from "./fileop.js";

@@ -101,6 +101,21 @@ export function image(ref: string, opts: ImageOptions = {}): State {
   return State.fromOutput(new SourceVertex(`docker-image://${id}`, attrs, opts, caps, err).output);
 }
 
+export interface OCILayoutOptions extends Constraints {
+  /** The client session whose content store holds the layout, and the store's id. */
+  sessionId: string;
+  storeId: string;
+}
+
+/** `oci-layout://NAME@DIGEST` source (Go's llb.OCILayout): an image in one of the client's OCI layouts. */
+export function ociLayout(ref: string, opts: OCILayoutOptions): State {
+  const attrs = new Map<string, string>([
+    ["oci.session", opts.sessionId],
+    ["oci.store", opts.storeId],
+  ]);
+  return State.fromOutput(new SourceVertex(`oci-layout://${ref}`, attrs, opts, ["source.ocilayout"]).output);
+}
+
 export interface LocalOptions extends Constraints {
   includePatterns?: string[];
   excludePatterns?: string[];

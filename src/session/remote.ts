@@ -19,7 +19,8 @@ import { bidiCall, metadataKeys, metadataValues, methods, encoder, decoder, setM
 import type { SecretStore } from "./secrets.js";
 import type { ForwardedSocket, SSHAgents } from "./ssh.js";
 import { bytesCallToDuplex, relayThroughUnixSocket } from "./tunnel.js";
-import type { LocalBase, LocalDirs, LocalEntry, SyncOptions, Uploads } from "./types.js";
+import type { ContentStores, LocalBase, LocalDirs, LocalEntry, SyncOptions, Uploads } from "./types.js";
+import { RemoteContentStores, contentStoreMethods } from "./contentstore.js";
 import { sessionHeaders, type FileSendStream, type RemoteSession, type SessionCall, type SessionManager } from "./wire.js";
 
 const fileSendChunk = 32 << 10;
@@ -353,6 +354,7 @@ export class GrpcRemoteSession implements RemoteSession {
   readonly secrets?: SecretStore;
   readonly ssh?: SSHAgents;
   readonly upload?: Uploads;
+  readonly contentStores?: ContentStores;
   private readonly supported: Set<string>;
 
   constructor(
@@ -369,6 +371,7 @@ export class GrpcRemoteSession implements RemoteSession {
     if (this.supports(methods.getSecret)) this.secrets = new RemoteSecrets(this);
     if (this.supports(methods.forwardAgent)) this.ssh = new RemoteSSH(this);
     if (this.supports(methods.uploadPull)) this.upload = new RemoteUploads(this);
+    if (this.supports(contentStoreMethods.read)) this.contentStores = new RemoteContentStores(client, closed);
   }
 
   supports(method: string): boolean {

@@ -56,6 +56,16 @@ export interface Session {
   readonly ssh?: SSHAgents;
   /** Files the client uploads (`http://buildkit-session/<id>` URLs, BuildKit's upload provider); none when absent. */
   readonly upload?: Uploads;
+  /** OCI layouts the client offers as content stores (`oci-layout://` sources); none when absent. */
+  readonly contentStores?: ContentStores;
+}
+
+/** The client's content stores (BuildKit's session content attachable: OCI layouts by store id). */
+export interface ContentStores {
+  /** The blob's size; undefined when the store doesn't hold it. */
+  info(signal: AbortSignal, storeId: string, digest: string): Promise<{ size: number } | undefined>;
+  /** The blob's bytes, streamed. */
+  read(signal: AbortSignal, storeId: string, digest: string): AsyncIterable<Uint8Array>;
 }
 
 export interface Uploads {

@@ -2,3 +2,4 @@ export * from "./image.js";
 export * from "./local.js";
 export * from "./http.js";
 export * from "./git.js";
+export * from "./ocilayout.js";

@@ -9,7 +9,7 @@ import type { Snapshotter } from "../snapshot/types.js";
 import type { Session } from "../session/types.js";
 import type { CacheStore, Op, Vertex } from "../solver/types.js";
 import { ExecOpRunner, FileOpRunner, MergeOpRunner } from "../ops/index.js";
-import { LocalSourceOp, ImageSourceOp, HttpSourceOp, GitSourceOp, httpAttrs, gitSourceSpec, type ImagePuller } from "../source/index.js";
+import { LocalSourceOp, ImageSourceOp, HttpSourceOp, GitSourceOp, OCILayoutResolver, RegistryImagePuller, httpAttrs, gitSourceSpec, type ImagePuller } from "../source/index.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { pb } from "../api/index.js";
 import { KilnError, digestOf, formatPlatform, hostPlatform, type Digest, type Platform } from "../util/index.js";
@@ -58,6 +58,11 @@ export class Worker {
 
   get images(): ImagePuller {
     return this.opts.images;
+  }
+
+  /** Images from one of the client's OCI layouts (a content store of its session), unpacked as pulled ones. */
+  ociLayoutImages(session: Session | undefined, storeId: string): ImagePuller {
+    return new RegistryImagePuller({ mgr: this.opts.mgr, content: this.opts.content, resolverFor: () => new OCILayoutResolver(session?.contentStores, storeId) });
   }
 
   /**
@@ -114,6 +119,11 @@ export class Worker {
           const p = lop.op.platform;
           const platform: Platform = p ? { os: p.OS, architecture: p.Architecture, variant: p.Variant || undefined } : this.platform;
           return new ImageSourceOp({ mgr: this.opts.mgr, images: this.opts.images }, id.slice("docker-image://".length), platform, session);
+        }
+        if (id.startsWith("oci-layout://")) {
+          const p = lop.op.platform;
+          const platform: Platform = p ? { os: p.OS, architecture: p.Architecture, variant: p.Variant || undefined } : this.platform;
+          return new ImageSourceOp({ mgr: this.opts.mgr, images: this.ociLayoutImages(session, attrs["oci.store"] ?? "") }, id.slice("oci-layout://".length), platform, session);
         }
         if (id.startsWith("local://")) {
           const parseList = (k: string): string[] | undefined => (attrs[k] ? (JSON.parse(attrs[k]) as string[]) : undefined);
