@@ -266,7 +266,7 @@ export const cases: CompareCase[] = [
 ];
 
 // Left out on purpose (covered by test/e2e/dockerfile-instructions.test.ts): messages where kiln
-// follows newer BuildKit (`unknown flag: --fro`, `Invalid signal`, `--chmod=999` refused) and
+// follows newer BuildKit (`Invalid signal`, `--chmod=999` refused) and
 // the ones that depend on the network (a missing image or stage name falls back from the mirror
 // to docker.io, which BuildKit reports as a DNS failure here).
 export const failCases: FailCase[] = [
@@ -274,6 +274,7 @@ export const failCases: FailCase[] = [
   { name: "instruction-before-from", dockerfile: "ARG A=1\nRUN true\nFROM busybox\n" },
   { name: "bad-network", dockerfile: "FROM busybox\nRUN --network=outer true\n" },
   { name: "bad-mount-key", dockerfile: "FROM busybox\nRUN --mount=type=cache,target=/c,sharng=locked true\n" },
+  { name: "unknown-flag", dockerfile: "FROM busybox\nCOPY --fro=x Dockerfile /\n" },
   { name: "bad-mount-type", dockerfile: "FROM busybox\nRUN --mount=type=volume,target=/c true\n" },
   { name: "missing-required-secret", dockerfile: "FROM busybox\nRUN --mount=type=secret,id=nope,required=true cat /run/secrets/nope\n" },
   { name: "copy-missing-path", dockerfile: "FROM busybox\nCOPY nope.txt /\n" },

@@ -59,7 +59,9 @@ export class BFlags {
       const value = hasValue ? a.slice(eq + 1) : "";
       const name = flagName.slice(2);
       const flag = this.flags.get(name);
-      if (!flag) throw new ParseFailure(withSuggestion(`unknown flag: ${flagName}`, name, [...this.flags.keys()], true));
+      // v0.11.6 names the flag without its dashes (newer BuildKit keeps them); kilnd must read as the
+      // BuildKit its clients test against.
+      if (!flag) throw new ParseFailure(withSuggestion(`unknown flag: ${name}`, name, [...this.flags.keys()], true));
       if (this.used.has(name) && flag.type !== "strings") throw new ParseFailure(`duplicate flag specified: ${flagName}`);
       this.used.set(name, flag);
       switch (flag.type) {

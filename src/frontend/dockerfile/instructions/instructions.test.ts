@@ -98,8 +98,8 @@ void describe("instructions: stages", () => {
       message: 'dockerfile parse error on line 1: invalid name for build stage: "1x", name can\'t start with a number or contain symbols',
     });
     assert.throws(() => stagesOf("FROM a b\n"), { message: "dockerfile parse error on line 1: FROM requires either one or three arguments" });
-    assert.throws(() => stagesOf("FROM --platfrom=x a\n"), { message: "dockerfile parse error on line 1: unknown flag: --platfrom (did you mean platform?)" });
-    assert.throws(() => stagesOf("FROM --plat=x a\n"), { message: "dockerfile parse error on line 1: unknown flag: --plat" });
+    assert.throws(() => stagesOf("FROM --platfrom=x a\n"), { message: "dockerfile parse error on line 1: unknown flag: platfrom (did you mean platform?)" });
+    assert.throws(() => stagesOf("FROM --plat=x a\n"), { message: "dockerfile parse error on line 1: unknown flag: plat" });
   });
 });
 
@@ -132,8 +132,8 @@ void describe("instructions: errors", () => {
   });
 
   void test("flag errors", () => {
-    assert.equal(errorOf(() => first("MAINTAINER --boo joe@example.com")).message, "unknown flag: --boo");
-    assert.equal(errorOf(() => first("COPY --chwon=1 a b")).message, "unknown flag: --chwon (did you mean chown?)");
+    assert.equal(errorOf(() => first("MAINTAINER --boo joe@example.com")).message, "unknown flag: boo");
+    assert.equal(errorOf(() => first("COPY --chwon=1 a b")).message, "unknown flag: chwon (did you mean chown?)");
     assert.equal(errorOf(() => first("COPY --from=a --from=b a b")).message, "duplicate flag specified: --from");
     assert.equal(errorOf(() => first("COPY --from a b")).message, "missing a value on flag: --from");
     assert.equal(errorOf(() => first("COPY --link=maybe a b")).message, "expecting boolean value for flag --link, not: maybe");
