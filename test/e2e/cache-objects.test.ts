@@ -1,19 +1,18 @@
-// s3 and azblob caches against real servers started here: s3rver (S3 API, SigV4-checked) and
+// s3 and azblob caches against real servers started here: s3rver (S3 API; it refuses bad SigV4 signatures) and
 // Azurite (Azure Blob API, Shared Key-checked), both on 127.0.0.1. Export from one root, import
 // into a fresh one: every step cached, no RUN, the same image.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import S3rver from "s3rver";
 import { kilnEnv, repoRoot, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
 const envs: KilnEnv[] = [];
 let tmp = "";
-let s3: S3rver | undefined;
+let s3rver: ChildProcess | undefined;
 let s3URL = "";
 let azurite: ChildProcess | undefined;
 let azURL = "";
@@ -30,30 +29,49 @@ function freePort(): Promise<number> {
   });
 }
 
-before(async () => {
-  tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-objects-"));
-  s3 = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: path.join(tmp, "s3"), configureBuckets: [{ name: "kiln-cache", configs: [] }] });
-  const addr = await s3.run();
-  s3URL = `http://127.0.0.1:${addr.port}`;
-  const port = await freePort();
-  azurite = spawn(process.execPath, [path.join(repoRoot, "node_modules", "azurite", "dist", "src", "blob", "main.js"), "--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", path.join(tmp, "azurite"), "--silent", "--skipApiVersionCheck"], { stdio: "ignore" });
-  azURL = `http://127.0.0.1:${port}/devstoreaccount1`;
-  for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`${azURL}?comp=list`, { signal: AbortSignal.timeout(1000) }).then(
+/** Waits until something answers HTTP at `url` (any status). */
+async function answering(url: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    const ok = await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
       (r) => r.status > 0,
       () => false,
     );
-    if (ok) break;
+    if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
+  throw new Error(`${url} did not answer`);
+}
+
+// Both servers run as child processes: stopping them is a kill, never a wait for idle sockets.
+before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-objects-"));
+  const s3Port = await freePort();
+  await mkdir(path.join(tmp, "s3"), { recursive: true });
+  s3rver = spawn(process.execPath, [path.join(repoRoot, "node_modules", "s3rver", "bin", "s3rver.js"), "-d", path.join(tmp, "s3"), "-a", "127.0.0.1", "-p", String(s3Port), "--silent", "--configure-bucket", "kiln-cache"], { stdio: "ignore" });
+  s3URL = `http://127.0.0.1:${s3Port}`;
+  const azPort = await freePort();
+  azurite = spawn(process.execPath, [path.join(repoRoot, "node_modules", "azurite", "dist", "src", "blob", "main.js"), "--blobHost", "127.0.0.1", "--blobPort", String(azPort), "--location", path.join(tmp, "azurite"), "--silent", "--skipApiVersionCheck"], { stdio: "ignore" });
+  azURL = `http://127.0.0.1:${azPort}/devstoreaccount1`;
+  await Promise.all([answering(s3URL), answering(`${azURL}?comp=list`)]);
 });
 
+async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000).unref())]);
+  if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+}
+
 after(async () => {
-  for (const e of envs) await e.close();
-  await s3?.close();
-  if (azurite?.pid) process.kill(azurite.pid);
+  await stop(azurite);
+  await stop(s3rver);
+  // Each environment is one user of the shared registry.
+  for (const e of envs) {
+    await e.close();
+    await stopSharedRegistry();
+  }
   await rm(tmp, { recursive: true, force: true });
-  await stopSharedRegistry();
 });
 
 async function freshEnv(): Promise<KilnEnv> {

@@ -12,8 +12,11 @@ before(async () => {
   envs = [];
 });
 after(async () => {
-  for (const e of envs) await e.close();
-  await stopSharedRegistry();
+  // Each environment is one user of the shared registry.
+  for (const e of envs) {
+    await e.close();
+    await stopSharedRegistry();
+  }
 });
 
 async function freshEnv(): Promise<KilnEnv> {
