@@ -4,13 +4,13 @@
 // Workloads: a small Dockerfile cold and unchanged; four stages with a cache mount; a 5,000-file
 // context cold, unchanged and with one file changed; 128 MB of new layers exported to an OCI tarball.
 // Usage (root): node --import tsx bench/build.ts [--runs 5] [--only NAME] [--buildkit-bin DIR]
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, mkdir, rm, writeFile, readFile, access } from "node:fs/promises";
+import { execFile, spawn } from "node:child_process";
+import { mkdtemp, mkdir, rm, writeFile, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs, promisify } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
+import { buildkitDaemon, findBuildkit, kilnDaemon } from "./daemons.js";
 
 const sh = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "..");
@@ -131,20 +131,6 @@ async function writeFiles(dir: string, files: Record<string, string | Buffer>): 
   }
 }
 
-async function which(cmd: string, dir?: string): Promise<string | undefined> {
-  if (dir) {
-    const p = path.join(dir, cmd);
-    return access(p).then(
-      () => p,
-      () => undefined,
-    );
-  }
-  return sh("sh", ["-c", `command -v ${cmd}`]).then(
-    (r) => r.stdout.trim() || undefined,
-    () => undefined,
-  );
-}
-
 interface Engine {
   name: string;
   /** Builds `ctx` into an OCI tarball at `out`. */
@@ -168,26 +154,9 @@ async function kilnEngine(tmp: string, config: string): Promise<Engine> {
 /** kiln through a kilnd started once (warm): the client is `kiln --addr`, the engine lives in the daemon. */
 async function kilnDaemonEngine(tmp: string, config: string): Promise<Engine> {
   const kiln = path.join(repoRoot, "bin", "kiln");
-  const root = path.join(tmp, "kilnd-root");
   const sock = path.join(tmp, "kilnd.sock");
-  let daemon: ChildProcess | undefined;
-  const start = async () => {
-    daemon = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), "--root", root, "--config", config, "--addr", `unix://${sock}`], { stdio: "ignore" });
-    for (let i = 0; i < 200; i++) {
-      if (await sh(process.execPath, [kiln, "--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
-      await sleep(100);
-    }
-    throw new Error("kilnd did not start");
-  };
-  const stop = async () => {
-    if (!daemon) return;
-    const d = daemon;
-    daemon = undefined;
-    const exited = new Promise((r) => d.once("exit", r));
-    d.kill("SIGTERM");
-    await exited;
-  };
-  await start();
+  const d = kilnDaemon(path.join(tmp, "kilnd-root"), sock, config);
+  await d.start();
   return {
     name: "kiln-daemon",
     build: (ctx, out) => measure(process.execPath, [kiln, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`]),
@@ -195,47 +164,28 @@ async function kilnDaemonEngine(tmp: string, config: string): Promise<Engine> {
     reset: async () => {
       await sh(process.execPath, [kiln, "--addr", `unix://${sock}`, "prune", "--all"]);
     },
-    stop,
+    stop: () => d.stop(),
   };
 }
 
-async function buildkitEngine(tmp: string, registryHost: string, binDir: string | undefined): Promise<Engine | undefined> {
-  const buildkitd = await which("buildkitd", binDir);
-  const buildctl = await which("buildctl", binDir);
-  if (!buildkitd || !buildctl) return undefined;
+async function buildkitEngine(tmp: string, config: string, binDir: string | undefined): Promise<Engine | undefined> {
+  const bins = await findBuildkit(binDir);
+  if (!bins) return undefined;
   const root = path.join(tmp, "buildkit-root");
   const sock = path.join(tmp, "buildkitd.sock");
-  const config = path.join(tmp, "buildkitd.toml");
-  await writeFile(config, `[registry."docker.io"]\n  mirrors = ["${registryHost}"]\n[registry."${registryHost}"]\n  http = true\n`);
-  let daemon: ChildProcess | undefined;
-  const start = async () => {
-    daemon = spawn(buildkitd, ["--root", root, "--addr", `unix://${sock}`, "--config", config, "--oci-worker-gc=false"], { stdio: "ignore" });
-    for (let i = 0; i < 100; i++) {
-      if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
-      await sleep(100);
-    }
-    throw new Error("buildkitd did not start");
-  };
-  const stop = async () => {
-    if (!daemon) return;
-    const d = daemon;
-    daemon = undefined;
-    const exited = new Promise((r) => d.once("exit", r));
-    d.kill("SIGTERM");
-    await exited;
-  };
-  await start();
+  const d = buildkitDaemon(bins, root, sock, config);
+  await d.start();
   return {
     name: "buildkit",
     build: (ctx, out) =>
-      measure(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`]),
+      measure(bins.buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`]),
     // A fresh root is the only complete reset (prune keeps some records).
     reset: async () => {
-      await stop();
+      await d.stop();
       await rm(root, { recursive: true, force: true });
-      await start();
+      await d.start();
     },
-    stop,
+    stop: () => d.stop(),
   };
 }
 
@@ -247,7 +197,7 @@ try {
   const config = await writeKilnConfig(tmp, reg.host);
   engines.push(await kilnEngine(tmp, config));
   engines.push(await kilnDaemonEngine(tmp, config));
-  const bk = await buildkitEngine(tmp, reg.host, values["buildkit-bin"]);
+  const bk = await buildkitEngine(tmp, config, values["buildkit-bin"]);
   if (bk) engines.push(bk);
   else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
   const out = path.join(tmp, "out.tar");

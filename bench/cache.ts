@@ -5,15 +5,14 @@
 //   import: an empty root imports that cache; every step hits, the image is written to a tarball
 //           (so the result's layers are pulled).
 // Usage (root): node --import tsx bench/cache.ts [--runs 5] [--buildkit-bin DIR]
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
+import { buildkitDaemon, findBuildkit, kilnDaemon } from "./daemons.js";
 
-const sh = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "..");
 const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, "buildkit-bin": { type: "string" } } });
 const runs = Number(values.runs);
@@ -76,75 +75,36 @@ async function kilnd(tmp: string, config: string): Promise<Engine> {
   const bin = path.join(repoRoot, "bin", "kiln");
   const root = path.join(tmp, "kilnd-root");
   const sock = path.join(tmp, "kilnd.sock");
-  let daemon: ChildProcess | undefined;
-  const start = async () => {
-    daemon = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), "--root", root, "--config", config, "--addr", `unix://${sock}`], { stdio: "ignore" });
-    for (let i = 0; i < 200; i++) {
-      if (await sh(process.execPath, [bin, "--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
-      await sleep(100);
-    }
-    throw new Error("kilnd did not start");
-  };
-  const stop = async () => {
-    if (!daemon) return;
-    const d = daemon;
-    daemon = undefined;
-    const exited = new Promise((r) => d.once("exit", r));
-    d.kill("SIGTERM");
-    await exited;
-  };
-  await start();
+  const d = kilnDaemon(root, sock, config);
+  await d.start();
   return {
     name: "kilnd",
     build: (ctx, out, cacheArgs) => timed(process.execPath, [bin, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`, ...cacheArgs]),
     reset: async () => {
-      await stop();
+      await d.stop();
       await rm(root, { recursive: true, force: true });
-      await start();
+      await d.start();
     },
-    stop,
+    stop: () => d.stop(),
   };
 }
 
-async function buildkit(tmp: string, registryHost: string, binDir: string | undefined): Promise<Engine | undefined> {
-  const find = async (cmd: string) => {
-    const p = binDir ? path.join(binDir, cmd) : (await sh("sh", ["-c", `command -v ${cmd}`]).catch(() => ({ stdout: "" }))).stdout.trim();
-    return p && (await access(p).then(() => true, () => false)) ? p : undefined;
-  };
-  const buildkitd = await find("buildkitd");
-  const buildctl = await find("buildctl");
-  if (!buildkitd || !buildctl) return undefined;
+async function buildkit(tmp: string, config: string, binDir: string | undefined): Promise<Engine | undefined> {
+  const bins = await findBuildkit(binDir);
+  if (!bins) return undefined;
   const root = path.join(tmp, "buildkit-root");
   const sock = path.join(tmp, "buildkitd.sock");
-  const config = path.join(tmp, "buildkitd.toml");
-  await writeFile(config, `[registry."docker.io"]\n  mirrors = ["${registryHost}"]\n[registry."${registryHost}"]\n  http = true\n`);
-  let daemon: ChildProcess | undefined;
-  const start = async () => {
-    daemon = spawn(buildkitd, ["--root", root, "--addr", `unix://${sock}`, "--config", config, "--oci-worker-gc=false"], { stdio: "ignore" });
-    for (let i = 0; i < 100; i++) {
-      if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
-      await sleep(100);
-    }
-    throw new Error("buildkitd did not start");
-  };
-  const stop = async () => {
-    if (!daemon) return;
-    const d = daemon;
-    daemon = undefined;
-    const exited = new Promise((r) => d.once("exit", r));
-    d.kill("SIGTERM");
-    await exited;
-  };
-  await start();
+  const d = buildkitDaemon(bins, root, sock, config);
+  await d.start();
   return {
     name: "buildkit",
-    build: (ctx, out, cacheArgs) => timed(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`, ...cacheArgs]),
+    build: (ctx, out, cacheArgs) => timed(bins.buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`, ...cacheArgs]),
     reset: async () => {
-      await stop();
+      await d.stop();
       await rm(root, { recursive: true, force: true });
-      await start();
+      await d.start();
     },
-    stop,
+    stop: () => d.stop(),
   };
 }
 
@@ -161,7 +121,7 @@ try {
   }
   engines.push(kiln(tmp, config));
   engines.push(await kilnd(tmp, config));
-  const bk = await buildkit(tmp, reg.host, values["buildkit-bin"]);
+  const bk = await buildkit(tmp, config, values["buildkit-bin"]);
   if (bk) engines.push(bk);
   else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
   const out = path.join(tmp, "out.tar");

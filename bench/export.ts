@@ -5,15 +5,14 @@
 // compressing them and writing the tarball. Peak RSS is kiln's whole process (the engine runs in
 // it); for BuildKit the work happens in buildkitd, whose RSS is not comparable and not shown.
 // Usage (root): node --import tsx bench/export.ts [--runs 3] [--sizes 128,1024] [--buildkit-bin DIR] [--no-buildkit]
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
+import { buildkitDaemon, findBuildkit } from "./daemons.js";
 
-const sh = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "..");
 const { values } = parseArgs({
   options: { runs: { type: "string", default: "3" }, sizes: { type: "string", default: "128,1024" }, "buildkit-bin": { type: "string" }, "no-buildkit": { type: "boolean", default: false }, "buildkit-sizes": { type: "string", default: "128" } },
@@ -53,16 +52,6 @@ async function measure(cmd: string, args: string[]): Promise<Measured> {
   return { ms, rssKB };
 }
 
-async function which(cmd: string, dir?: string): Promise<string | undefined> {
-  const candidates = dir ? [path.join(dir, cmd)] : [];
-  for (const c of candidates) if (await access(c).then(() => true, () => false)) return c;
-  if (dir) return undefined;
-  return sh("sh", ["-c", `command -v ${cmd}`]).then(
-    (r) => r.stdout.trim() || undefined,
-    () => undefined,
-  );
-}
-
 interface Engine {
   name: string;
   prepare(ctx: string): Promise<void>;
@@ -84,43 +73,24 @@ function kilnEngine(tmp: string, config: string): Engine {
   };
 }
 
-async function buildkitEngine(tmp: string, registryHost: string, binDir: string | undefined): Promise<Engine | undefined> {
-  const buildkitd = await which("buildkitd", binDir);
-  const buildctl = await which("buildctl", binDir);
-  if (!buildkitd || !buildctl) return undefined;
+async function buildkitEngine(tmp: string, config: string, binDir: string | undefined): Promise<Engine | undefined> {
+  const bins = await findBuildkit(binDir);
+  if (!bins) return undefined;
   const root = path.join(tmp, "buildkit-root");
   const sock = path.join(tmp, "buildkitd.sock");
-  const config = path.join(tmp, "buildkitd.toml");
-  await writeFile(config, `[registry."docker.io"]\n  mirrors = ["${registryHost}"]\n[registry."${registryHost}"]\n  http = true\n`);
-  let daemon: ChildProcess | undefined;
-  const start = async () => {
-    daemon = spawn(buildkitd, ["--root", root, "--addr", `unix://${sock}`, "--config", config, "--oci-worker-gc=false"], { stdio: "ignore" });
-    for (let i = 0; i < 100; i++) {
-      if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) return;
-      await sleep(100);
-    }
-    throw new Error("buildkitd did not start");
-  };
-  const stop = async () => {
-    if (!daemon) return;
-    const d = daemon;
-    daemon = undefined;
-    const exited = new Promise((r) => d.once("exit", r));
-    d.kill("SIGTERM");
-    await exited;
-  };
-  await start();
+  const d = buildkitDaemon(bins, root, sock, config);
+  await d.start();
   const base = (ctx: string) => ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`];
   return {
     name: "buildkit",
-    prepare: async (ctx) => void (await measure(buildctl, base(ctx))),
-    export: (ctx, out, c) => measure(buildctl, [...base(ctx), "--output", `type=oci,dest=${out},compression=${c}`]),
+    prepare: async (ctx) => void (await measure(bins.buildctl, base(ctx))),
+    export: (ctx, out, c) => measure(bins.buildctl, [...base(ctx), "--output", `type=oci,dest=${out},compression=${c}`]),
     reset: async () => {
-      await stop();
+      await d.stop();
       await rm(root, { recursive: true, force: true });
-      await start();
+      await d.start();
     },
-    stop,
+    stop: () => d.stop(),
   };
 }
 
@@ -136,7 +106,7 @@ try {
   await pushBusybox(reg.host);
   const config = await writeKilnConfig(tmp, reg.host);
   engines.push(kilnEngine(tmp, config));
-  const bk = values["no-buildkit"] ? undefined : await buildkitEngine(tmp, reg.host, values["buildkit-bin"]);
+  const bk = values["no-buildkit"] ? undefined : await buildkitEngine(tmp, config, values["buildkit-bin"]);
   if (bk) engines.push(bk);
   else console.log("buildkitd/buildctl not used: kiln only (pass --buildkit-bin DIR or put them on PATH)");
   const out = path.join(tmp, "out.tar");
