@@ -123,6 +123,11 @@ export interface RemoteResult {
 export class ConfigMatcher {
   private readonly byDigest = new Map<Digest, number[]>();
   private readonly memo = new Map<string, Set<number>>();
+  /**
+   * When the record that made each layer entry was created. A blob two records share (the same
+   * COPY over two platforms' bases) has one descriptor but an entry, and a time, per record.
+   */
+  private readonly createdAt = new Map<CacheConfig["layers"][number], string>();
 
   constructor(
     readonly imported: ImportedConfig,
@@ -132,6 +137,10 @@ export class ConfigMatcher {
       const list = this.byDigest.get(r.digest) ?? [];
       list.push(i);
       this.byDigest.set(r.digest, list);
+      for (const x of r.results) {
+        const l = imported.config.layers[x.layer];
+        if (l && x.createdAt && x.createdAt !== "0001-01-01T00:00:00Z") this.createdAt.set(l, x.createdAt);
+      }
     });
   }
 
@@ -167,10 +176,18 @@ export class ConfigMatcher {
     for (const ri of this.matches(key, output)) {
       const r = cc.records[ri];
       if (!r) continue;
-      const chains = [...r.results.map((x) => layerChain(cc, x.layer)), ...r.chains.map((c) => c.layers.map((l) => cc.layers[l]).filter((l) => l !== undefined))];
-      for (const chain of chains) {
-        const descs = chain.map((l) => this.describe(l));
-        if (descs.length > 0 && descs.every((d) => d !== undefined)) return { layers: descs as Descriptor[] };
+      const chains = [
+        ...r.results.map((x) => ({ chain: layerChain(cc, x.layer), createdAt: x.createdAt })),
+        ...r.chains.map((c) => ({ chain: c.layers.map((l) => cc.layers[l]).filter((l) => l !== undefined), createdAt: c.createdAt })),
+      ];
+      for (const { chain, createdAt } of chains) {
+        const descs = chain.map((l, i) => {
+          const d = this.describe(l);
+          const at = i === chain.length - 1 && createdAt && createdAt !== "0001-01-01T00:00:00Z" ? createdAt : this.createdAt.get(l);
+          return d && at ? { ...d, annotations: { ...d.annotations, [annotationCreatedAt]: at } } : d;
+        });
+        if (descs.length === 0 || !descs.every((d) => d !== undefined)) continue;
+        return { layers: descs as Descriptor[] };
       }
     }
     return undefined;

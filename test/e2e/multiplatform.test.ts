@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
 const sh = promisify(execFile);
 
@@ -226,5 +226,21 @@ describe("multi-platform builds", () => {
     assert.match(r.stderr, /no emulator for linux\/s390x: this machine runs linux\//);
     assert.match(r.stderr, /apt-get install qemu-user-static.*kiln binfmt --install/);
     assert.doesNotMatch(r.stderr, /should-not-run/, "no step started");
+  });
+
+  it("a two-platform mode=max cache imported into a fresh root: every step cached, the same index", async () => {
+    const ctx = await env.context({ Dockerfile: "FROM --platform=$BUILDPLATFORM busybox AS build\nRUN echo native > /n\nFROM busybox\nCOPY --from=build /n /n\nRUN uname -m > /arch\n" });
+    const cache = path.join(env.tmp, "mp-cache");
+    const first = path.join(env.tmp, "mp-cache-1.tar");
+    const again = path.join(env.tmp, "mp-cache-2.tar");
+    const r1 = await env.run(["build", ctx, "--platform", "linux/amd64,linux/arm64", "--export-cache", `type=local,dest=${cache},mode=max`, "-o", `type=oci,dest=${first}`]);
+    assert.equal(r1.code, 0, r1.stderr);
+    const r2 = await env.run(["--root", path.join(env.tmp, "mp-cache-fresh-root"), "build", ctx, "--platform", "linux/amd64,linux/arm64", "--import-cache", `type=local,src=${cache}`, "-o", `type=oci,dest=${again}`]);
+    assert.equal(r2.code, 0, r2.stderr);
+    const ran = [...stepStates(r2.stderr)].filter(([name, state]) => / RUN /.test(name) && state !== "CACHED");
+    assert.deepEqual(ran, [], "no RUN executed on the fresh root");
+    // The COPY layer is the same blob on both platforms; each image keeps its own record's time.
+    const indexDigest = async (tar: string) => (JSON.parse((await sh("tar", ["-xOf", tar, "index.json"])).stdout) as IndexJSON).manifests[0]!.digest;
+    assert.equal(await indexDigest(again), await indexDigest(first));
   });
 });
