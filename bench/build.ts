@@ -4,13 +4,14 @@
 // Workloads: a small Dockerfile cold and unchanged; four stages with a cache mount; a 5,000-file
 // context cold, unchanged and with one file changed; 128 MB of new layers exported to an OCI tarball.
 // Usage (root): node --import tsx bench/build.ts [--runs 5] [--only NAME] [--buildkit-bin DIR]
-import { execFile, spawn } from "node:child_process";
-import { mkdtemp, mkdir, rm, writeFile, readFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
 import { buildkitDaemon, findBuildkit, kilnDaemon } from "./daemons.js";
+import { fourStageFiles, measure, median, type Measured } from "./measure.js";
 
 const sh = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "..");
@@ -43,23 +44,7 @@ const small: Workload = {
 
 const fourStages: Workload = {
   name: "4-stages+cache-mount",
-  files: () => ({
-    Dockerfile: [
-      "FROM busybox AS deps",
-      "RUN --mount=type=cache,target=/cache sh -c 'test -f /cache/dl || head -c 4000000 /dev/urandom > /cache/dl; cp /cache/dl /deps'",
-      "FROM busybox AS build",
-      "COPY src/ /src/",
-      "RUN --mount=type=cache,target=/cache sh -c 'cat /src/* > /cache/obj && cp /cache/obj /built'",
-      "FROM busybox AS test",
-      "COPY --from=build /built /built",
-      "RUN test -s /built && echo ok > /tested",
-      "FROM busybox",
-      "COPY --from=deps /deps /deps",
-      "COPY --from=build /built /app",
-      "COPY --from=test /tested /tested",
-    ].join("\n"),
-    ...Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`src/m${i}.txt`, `module ${i}\n`.repeat(200)])),
-  }),
+  files: fourStageFiles,
   scenarios: [
     { name: "cold", cold: true },
     { name: "unchanged" },
@@ -95,32 +80,6 @@ const bigLayers: Workload = {
 };
 
 const workloads = [small, fourStages, manyFiles, bigLayers].filter((w) => !values.only || w.name.includes(values.only));
-
-interface Measured {
-  ms: number;
-  rssKB: number;
-}
-
-/** Runs a command under GNU time for its peak RSS; fails loudly with the command's stderr. */
-async function measure(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Measured> {
-  const tfile = path.join(os.tmpdir(), `kiln-bench-time-${process.pid}`);
-  const t0 = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn("/usr/bin/time", ["-f", "%M", "-o", tfile, cmd, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err}`))));
-  });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  const rssKB = Number((await readFile(tfile, "utf8")).trim().split("\n").pop());
-  return { ms, rssKB };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 async function writeFiles(dir: string, files: Record<string, string | Buffer>): Promise<void> {
   await rm(dir, { recursive: true, force: true });

@@ -5,52 +5,19 @@
 //   import: an empty root imports that cache; every step hits, the image is written to a tarball
 //           (so the result's layers are pulled).
 // Usage (root): node --import tsx bench/cache.ts [--runs 5] [--buildkit-bin DIR]
-import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
 import { buildkitDaemon, findBuildkit, kilnDaemon } from "./daemons.js";
+import { fourStageFiles, median, timed } from "./measure.js";
 
 const repoRoot = path.resolve(import.meta.dirname, "..");
 const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, "buildkit-bin": { type: "string" } } });
 const runs = Number(values.runs);
 
-const files: Record<string, string> = {
-  Dockerfile: [
-    "FROM busybox AS deps",
-    "RUN --mount=type=cache,target=/cache sh -c 'test -f /cache/dl || head -c 4000000 /dev/urandom > /cache/dl; cp /cache/dl /deps'",
-    "FROM busybox AS build",
-    "COPY src/ /src/",
-    "RUN --mount=type=cache,target=/cache sh -c 'cat /src/* > /cache/obj && cp /cache/obj /built'",
-    "FROM busybox AS test",
-    "COPY --from=build /built /built",
-    "RUN test -s /built && echo ok > /tested",
-    "FROM busybox",
-    "COPY --from=deps /deps /deps",
-    "COPY --from=build /built /app",
-    "COPY --from=test /tested /tested",
-  ].join("\n"),
-  ...Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`src/m${i}.txt`, `module ${i}\n`.repeat(200)])),
-};
-
-async function timed(cmd: string, args: string[]): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err}`))));
-  });
-  return Number(process.hrtime.bigint() - t0) / 1e6;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
+const files = fourStageFiles();
 
 interface Engine {
   name: string;

@@ -5,13 +5,13 @@
 // compressing them and writing the tarball. Peak RSS is kiln's whole process (the engine runs in
 // it); for BuildKit the work happens in buildkitd, whose RSS is not comparable and not shown.
 // Usage (root): node --import tsx bench/export.ts [--runs 3] [--sizes 128,1024] [--buildkit-bin DIR] [--no-buildkit]
-import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { pushBusybox, startRegistry, writeKilnConfig } from "../test/fixtures/registry.js";
 import { buildkitDaemon, findBuildkit } from "./daemons.js";
+import { measure, median, type Measured } from "./measure.js";
 
 const repoRoot = path.resolve(import.meta.dirname, "..");
 const { values } = parseArgs({
@@ -22,11 +22,6 @@ const sizes = values.sizes.split(",").map(Number);
 const buildkitSizes = new Set(values["buildkit-sizes"].split(",").map(Number));
 const compressions = ["gzip", "zstd"] as const;
 
-interface Measured {
-  ms: number;
-  rssKB: number;
-}
-
 function dockerfile(mb: number): string {
   const half = (mb * 1024 * 1024) / 2;
   return [
@@ -35,21 +30,6 @@ function dockerfile(mb: number): string {
     // Text that compresses like text (numbers change), produced fast by awk.
     `RUN awk 'BEGIN { for (i = 0; ; i++) print "line " i " of some quite compressible text, value " (i * 7919) % 100003 }' | head -c ${half} > /text.txt`,
   ].join("\n");
-}
-
-async function measure(cmd: string, args: string[]): Promise<Measured> {
-  const tfile = path.join(os.tmpdir(), `kiln-bench-export-time-${process.pid}`);
-  const t0 = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn("/usr/bin/time", ["-f", "%M", "-o", tfile, cmd, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err}`))));
-  });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  const rssKB = Number((await readFile(tfile, "utf8")).trim().split("\n").pop());
-  return { ms, rssKB };
 }
 
 interface Engine {
@@ -92,11 +72,6 @@ async function buildkitEngine(tmp: string, config: string, binDir: string | unde
     },
     stop: () => d.stop(),
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const reg = await startRegistry();
