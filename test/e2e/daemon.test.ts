@@ -3,7 +3,7 @@
 // Status), then stopped with SIGTERM.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -13,6 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { State, FileAction } from "../../src/llb/index.js";
 import { ControlClient } from "../../src/client/index.js";
 import { bindClient, gateway, health, type control } from "../../src/api/index.js";
+import { spawnKilnd, type Kilnd } from "../helpers/kilnd.js";
 
 const repoRoot = path.resolve(import.meta.dirname, "../..");
 const kilnBin = path.join(repoRoot, "bin", "kiln");
@@ -37,58 +38,7 @@ function kiln(args: string[], env: Record<string, string> = {}): Promise<Result>
   });
 }
 
-interface Daemon {
-  proc: ChildProcess;
-  log(): string;
-  /** Resolves with the first match of `re` in the log (e.g. the bound TCP port). */
-  waitFor(re: RegExp, ms?: number): Promise<RegExpExecArray>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function startDaemon(args: string[]): Daemon {
-  const proc = spawn(process.execPath, [kilndBin, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  const waiters = new Set<() => void>();
-  proc.stderr!.on("data", (d: Buffer) => {
-    log += d.toString();
-    for (const w of waiters) w();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
-  return {
-    proc,
-    log: () => log,
-    exited,
-    waitFor(re, ms = 30_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const m = re.exec(log);
-          if (m) {
-            cleanup();
-            resolve(m);
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`kilnd did not log ${re} within ${ms} ms; log:\n${log}`));
-        }, ms);
-        const onExit = () => {
-          cleanup();
-          reject(new Error(`kilnd exited before logging ${re}; log:\n${log}`));
-        };
-        const cleanup = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          proc.off("exit", onExit);
-        };
-        waiters.add(check);
-        proc.on("exit", onExit);
-        check();
-      });
-    },
-  };
-}
-
-async function stopDaemon(d: Daemon): Promise<void> {
+async function stopDaemon(d: Kilnd): Promise<void> {
   if (d.proc.exitCode === null && d.proc.signalCode === null && d.proc.pid) {
     d.proc.kill("SIGKILL");
     await d.exited;
@@ -117,7 +67,7 @@ describe("kilnd", { concurrency: false }, () => {
   let sock = "";
   let addr = "";
   let tcp = "";
-  let daemon: Daemon | undefined;
+  let daemon: Kilnd | undefined;
   const gid = 4242;
 
   before(async () => {
@@ -126,7 +76,7 @@ describe("kilnd", { concurrency: false }, () => {
     sock = path.join(tmp, "run", "kilnd.sock");
     addr = `unix://${sock}`;
     await makeCerts(tmp);
-    daemon = startDaemon([
+    daemon = spawnKilnd([
       "--root", root, "--addr", addr, "--addr", "tcp://127.0.0.1:0", "--group", String(gid),
       "--tlscert", path.join(tmp, "server.pem"), "--tlskey", path.join(tmp, "server.key"), "--tlscacert", path.join(tmp, "ca.pem"),
       // buildkitd's own flags are accepted.
@@ -337,7 +287,7 @@ describe("kilnd", { concurrency: false }, () => {
   });
 
   test("a second daemon on a live socket refuses to start", async () => {
-    const second = startDaemon(["--root", path.join(tmp, "root2"), "--addr", addr]);
+    const second = spawnKilnd(["--root", path.join(tmp, "root2"), "--addr", addr]);
     try {
       const { code } = await second.exited;
       assert.equal(code, 1);
@@ -392,7 +342,7 @@ describe("kilnd", { concurrency: false }, () => {
     const script = `require("net").createServer().listen(process.argv[1], () => process.kill(process.pid, "SIGKILL"))`;
     await run(process.execPath, ["-e", script, sock]).catch(() => undefined);
     assert.ok((await stat(sock)).isSocket(), "a stale socket is left");
-    const d = startDaemon(["--root", root, "--addr", addr]);
+    const d = spawnKilnd(["--root", root, "--addr", addr]);
     try {
       await d.waitFor(/running server on .*kilnd\.sock/);
       const t = await kiln(["--addr", addr, "debug", "workers"]);

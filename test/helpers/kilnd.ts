@@ -12,13 +12,16 @@ export interface Kilnd {
   proc: ChildProcess;
   pid: number;
   log(): string;
+  /** Resolves with the first match of `re` in the log (e.g. the bound TCP port). */
   waitFor(re: RegExp, ms?: number): Promise<RegExpExecArray>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resident memory, from /proc/PID/status VmRSS, in KiB. */
   rssKiB(): Promise<number>;
   stop(): Promise<void>;
 }
 
-export async function startKilnd(args: string[], env: Record<string, string> = {}): Promise<Kilnd> {
+/** bin/kilnd ARGS, not waited for: tests of refused starts watch it exit. */
+export function spawnKilnd(args: string[], env: Record<string, string> = {}): Kilnd {
   const proc = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
   let log = "";
   const waiters = new Set<() => void>();
@@ -26,11 +29,12 @@ export async function startKilnd(args: string[], env: Record<string, string> = {
     log += d.toString();
     for (const w of waiters) w();
   });
-  const exited = new Promise<void>((resolve) => proc.on("exit", () => resolve()));
-  const d: Kilnd = {
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
+  return {
     proc,
     pid: proc.pid!,
     log: () => log,
+    exited,
     waitFor(re, ms = 60_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
@@ -70,6 +74,11 @@ export async function startKilnd(args: string[], env: Record<string, string> = {
       clearTimeout(t);
     },
   };
+}
+
+/** bin/kilnd ARGS, once it serves. */
+export async function startKilnd(args: string[], env: Record<string, string> = {}): Promise<Kilnd> {
+  const d = spawnKilnd(args, env);
   await d.waitFor(/running server on/);
   return d;
 }
