@@ -32,6 +32,27 @@ function awsEncode(s: string, keepSlash: boolean): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase()).replace(keepSlash ? /%2F/g : /$^/, "/");
 }
 
+/** HEAD of an object (S3 and Azure answer alike): its last modification, or undefined when absent. */
+async function headObject(signal: AbortSignal, key: string, u: URL, headers: Record<string, string>): Promise<Date | undefined> {
+  const res = await request(u, { method: "HEAD", headers, signal });
+  await res.body.dump();
+  if (res.statusCode === 404) return undefined;
+  if (res.statusCode !== 200) return fail(`HEAD ${key}`, res);
+  const lm = res.headers["last-modified"];
+  return typeof lm === "string" ? new Date(lm) : new Date(0);
+}
+
+/** GET of an object as a stream; undefined when absent. */
+async function getObject(signal: AbortSignal, key: string, u: URL, headers: Record<string, string>): Promise<Readable | undefined> {
+  const res = await request(u, { method: "GET", headers, signal });
+  if (res.statusCode === 404) {
+    await res.body.dump();
+    return undefined;
+  }
+  if (res.statusCode !== 200) return fail(`GET ${key}`, res);
+  return res.body;
+}
+
 export interface S3Options {
   bucket: string;
   region: string;
@@ -82,25 +103,14 @@ export class S3Store implements ObjectStore {
     return headers;
   }
 
-  async head(signal: AbortSignal, key: string): Promise<Date | undefined> {
+  head(signal: AbortSignal, key: string): Promise<Date | undefined> {
     const u = this.url(key);
-    const res = await request(u, { method: "HEAD", headers: this.signed("HEAD", u), signal });
-    await res.body.dump();
-    if (res.statusCode === 404) return undefined;
-    if (res.statusCode !== 200) return fail(`HEAD ${key}`, res);
-    const lm = res.headers["last-modified"];
-    return typeof lm === "string" ? new Date(lm) : new Date(0);
+    return headObject(signal, key, u, this.signed("HEAD", u));
   }
 
-  async get(signal: AbortSignal, key: string): Promise<Readable | undefined> {
+  get(signal: AbortSignal, key: string): Promise<Readable | undefined> {
     const u = this.url(key);
-    const res = await request(u, { method: "GET", headers: this.signed("GET", u), signal });
-    if (res.statusCode === 404) {
-      await res.body.dump();
-      return undefined;
-    }
-    if (res.statusCode !== 200) return fail(`GET ${key}`, res);
-    return res.body;
+    return getObject(signal, key, u, this.signed("GET", u));
   }
 
   async put(signal: AbortSignal, key: string, body: Readable | Buffer, size: number): Promise<void> {
@@ -203,25 +213,14 @@ export class AzureBlobStore implements ObjectStore {
     return this.containerReady;
   }
 
-  async head(signal: AbortSignal, key: string): Promise<Date | undefined> {
+  head(signal: AbortSignal, key: string): Promise<Date | undefined> {
     const u = this.url(key);
-    const res = await request(u, { method: "HEAD", headers: this.signed("HEAD", u), signal });
-    await res.body.dump();
-    if (res.statusCode === 404) return undefined;
-    if (res.statusCode !== 200) return fail(`HEAD ${key}`, res);
-    const lm = res.headers["last-modified"];
-    return typeof lm === "string" ? new Date(lm) : new Date(0);
+    return headObject(signal, key, u, this.signed("HEAD", u));
   }
 
-  async get(signal: AbortSignal, key: string): Promise<Readable | undefined> {
+  get(signal: AbortSignal, key: string): Promise<Readable | undefined> {
     const u = this.url(key);
-    const res = await request(u, { method: "GET", headers: this.signed("GET", u), signal });
-    if (res.statusCode === 404) {
-      await res.body.dump();
-      return undefined;
-    }
-    if (res.statusCode !== 200) return fail(`GET ${key}`, res);
-    return res.body;
+    return getObject(signal, key, u, this.signed("GET", u));
   }
 
   async put(signal: AbortSignal, key: string, body: Readable | Buffer, size: number, opts: { ifNoneMatch?: boolean } = {}): Promise<void> {
