@@ -213,7 +213,13 @@ export class ControlClient implements Disposable {
     req: MessageInitShape<typeof control.SolveRequestSchema>,
     attachables: ClientAttachables,
     onStatus: (s: control.StatusResponse) => void,
-    opts: { name?: string; sharedKey?: string; ref?: string } = {},
+    opts: {
+      name?: string;
+      sharedKey?: string;
+      ref?: string;
+      /** Runs beside the solve (a gateway build's client side); the solve's own error wins. */
+      drive?: (ref: string, sessionId: string, signal: AbortSignal) => Promise<void>;
+    } = {},
   ): Promise<Record<string, string>> {
     const ac = new AbortController();
     const inner = AbortSignal.any([signal, ac.signal]);
@@ -229,7 +235,14 @@ export class ControlClient implements Disposable {
       });
       let res: control.SolveResponse;
       try {
-        res = await this.api.solve({ ...req, Ref: ref, Session: session.id }, { signal: inner });
+        const solved = this.api.solve({ ...req, Ref: ref, Session: session.id }, { signal: inner });
+        if (opts.drive) {
+          const driven = opts.drive(ref, session.id, inner);
+          const [s] = await Promise.allSettled([solved, driven]);
+          if (s.status === "rejected") throw s.reason;
+          await driven;
+          res = s.value;
+        } else res = await solved;
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         throw callError("failed to solve", err);

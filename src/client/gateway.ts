@@ -2,12 +2,11 @@
 // build: Control.Solve with no definition and no frontend, and meanwhile LLBBridge calls carrying
 // the build's id; the build function's result (or error) goes back through LLBBridge/Return.
 import * as grpc from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { bindClient, gateway, rpcstatus, type control, type ServiceClient } from "../api/index.js";
-import { openClientSession, type ClientAttachables } from "../session/index.js";
+import type { ClientAttachables } from "../session/index.js";
 import { errorMessage } from "../util/index.js";
-import { callError, type ControlClient } from "./client.js";
+import type { ControlClient } from "./client.js";
 
 /** The metadata key that ties LLBBridge calls to their Control.Solve (BuildKit's client/buildid). */
 export const buildIdKey = "buildkit-controlapi-buildid";
@@ -86,7 +85,7 @@ export type BuildFunc = (gw: GatewayClient, signal: AbortSignal) => Promise<Resu
  * attrs and entitlements (its Definition and Frontend are left empty, as buildctl leaves them).
  * Returns the exporter response; a failed solve rejects with "failed to solve: …", as buildctl.
  */
-export async function gatewayBuild(
+export function gatewayBuild(
   signal: AbortSignal,
   client: ControlClient,
   req: Omit<MessageInitShape<typeof control.SolveRequestSchema>, "$typeName" | "Definition" | "Frontend" | "Ref" | "Session">,
@@ -94,50 +93,18 @@ export async function gatewayBuild(
   onStatus: (s: control.StatusResponse) => void,
   fn: BuildFunc,
 ): Promise<Record<string, string>> {
-  const ac = new AbortController();
-  const inner = AbortSignal.any([signal, ac.signal]);
-  const raw = client.api.raw;
-  const session = await openClientSession(inner, raw, { attachables });
-  const ref = BigInt(`0x${randomBytes(16).toString("hex")}`).toString(36).padStart(25, "0").slice(-25);
-  const gw = new GatewayClient(bindClient(gateway.LLBBridge, raw), ref, session.id);
-  try {
-    const status = client.api.status({ Ref: ref }, { signal: inner });
-    const statusDone = new Promise<void>((resolve) => {
-      status.on("data", onStatus);
-      status.once("error", () => resolve());
-      status.once("end", () => resolve());
-      status.once("close", () => resolve());
-    });
-    const solved = client.api.solve({ ...req, Ref: ref, Session: session.id }, { signal: inner });
-    // The build function's own failure is sent back through Return, and the solve then fails with
-    // it; the solve's error is the one reported, as buildctl reports it.
-    const driven = (async () => {
-      let result: ResultInit | undefined;
-      let failure: unknown;
-      try {
-        result = await fn(gw, inner);
-      } catch (err) {
-        failure = err;
-      }
-      await gw.return(inner, failure === undefined ? { result: result ?? { result: { case: "ref", value: { id: "" } } } } : { error: errorStatus(failure) });
-    })();
-    let res: control.SolveResponse;
+  // The build function's own failure is sent back through Return, and the solve then fails with
+  // it; the solve's error is the one reported, as buildctl reports it.
+  const drive = async (ref: string, sessionId: string, inner: AbortSignal): Promise<void> => {
+    const gw = new GatewayClient(bindClient(gateway.LLBBridge, client.api.raw), ref, sessionId);
+    let result: ResultInit | undefined;
+    let failure: unknown;
     try {
-      const [s] = await Promise.allSettled([solved, driven]);
-      if (s.status === "rejected") throw s.reason;
-      res = s.value;
-      await driven;
+      result = await fn(gw, inner);
     } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      throw callError("failed to solve", err);
-    } finally {
-      const timer = setTimeout(() => ac.abort(new Error("status stream did not end")), 5000);
-      await statusDone;
-      clearTimeout(timer);
+      failure = err;
     }
-    return res.ExporterResponse;
-  } finally {
-    ac.abort(new Error("build ended"));
-    await session.close().catch(() => undefined);
-  }
+    await gw.return(inner, failure === undefined ? { result: result ?? { result: { case: "ref", value: { id: "" } } } } : { error: errorStatus(failure) });
+  };
+  return client.build(signal, req, attachables, onStatus, { drive });
 }
