@@ -4,7 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Writable } from "node:stream";
-import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -17,7 +17,7 @@ import { walkTree } from "./fswalk.js";
 import { messageConn } from "./msgstream.js";
 import { bidiCall, metadataKeys, metadataValues, methods, encoder, decoder, setMetadataValues } from "./methods.js";
 import type { SecretStore } from "./secrets.js";
-import type { ForwardedSocket, SSHAgents } from "./ssh.js";
+import { listenOwned, type ForwardedSocket, type SSHAgents } from "./ssh.js";
 import { bytesCallToDuplex, relayThroughUnixSocket } from "./tunnel.js";
 import type { ContentStores, LocalBase, LocalDirs, LocalEntry, SyncOptions, Uploads } from "./types.js";
 import { RemoteContentStores, contentStoreMethods } from "./contentstore.js";
@@ -304,12 +304,7 @@ class RemoteSSH implements SSHAgents {
       await rm(dir, { recursive: true, force: true });
     };
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(sock, resolve);
-      });
-      await chown(sock, opts.uid, opts.gid);
-      await chmod(sock, opts.mode & 0o777);
+      await listenOwned(server, sock, opts);
     } catch (err) {
       await close();
       throw err;

@@ -9,6 +9,16 @@ import os from "node:os";
 import path from "node:path";
 import { KilnError } from "../util/index.js";
 
+/** Listens on a unix socket and gives it the step's owner and mode (a mounted agent socket). */
+export async function listenOwned(server: Server, sock: string, owner: { uid: number; gid: number; mode: number }): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(sock, resolve);
+  });
+  await chown(sock, owner.uid, owner.gid);
+  await chmod(sock, owner.mode & 0o777);
+}
+
 export interface ForwardedSocket extends AsyncDisposable {
   /** A unix socket on this machine to bind into the container. */
   readonly path: string;
@@ -133,12 +143,7 @@ export class ClientSSHAgents implements SSHAgents, AsyncDisposable {
       c.pipe(up).pipe(c);
     });
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(sock, resolve);
-      });
-      await chown(sock, opts.uid, opts.gid);
-      await chmod(sock, opts.mode & 0o777);
+      await listenOwned(server, sock, opts);
     } catch (err) {
       server.close();
       await rm(dir, { recursive: true, force: true });
