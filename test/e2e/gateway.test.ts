@@ -11,8 +11,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
-import { pb, type control } from "../../src/api/index.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { gateway, pb, type control } from "../../src/api/index.js";
 import { ControlClient, gatewayBuild } from "../../src/client/index.js";
 import { kilnEnv, repoRoot, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
@@ -133,6 +133,29 @@ void describe("gateway builds", () => {
 
     // The daemon is still fine: an empty result (buildx's capability probe) finishes cleanly.
     assert.deepEqual(await gatewayBuild(signal, client, {}, {}, () => undefined, async (gw, s) => (await gw.ping(s), undefined)), {});
+  });
+
+  test("a FrontendInputs entry sent without a value (Go's nil definition) fails as BuildKit's does, not as an empty context", async () => {
+    const signal = AbortSignal.timeout(120_000);
+    using client = await connect(signal);
+    const err = await gatewayBuild(signal, client, {}, {}, () => undefined, async (gw) => {
+      // protobuf-es cannot write a value-less map entry, so the request is put together by hand,
+      // as gogo writes map[string]*pb.Definition{"dockerfile": nil, "context": nil}.
+      const head = toBinary(gateway.SolveRequestSchema, create(gateway.SolveRequestSchema, { Frontend: "dockerfile.v0", allowResultReturn: true }));
+      const nilEntry = (key: string) => Buffer.concat([Buffer.from([0x6a, key.length + 2, 0x0a, key.length]), Buffer.from(key)]);
+      const body = Buffer.concat([head, nilEntry("dockerfile"), nilEntry("context")]);
+      const metadata = new grpc.Metadata();
+      metadata.set("buildkit-controlapi-buildid", gw.buildId);
+      await new Promise((resolve, reject) => {
+        client.api.raw.makeUnaryRequest("/moby.buildkit.v1.frontend.LLBBridge/Solve", (b: Buffer) => b, (b: Buffer) => b, body, metadata, (e, r) => (e ? reject(e) : resolve(r)));
+      });
+      return undefined;
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof Error);
+    assert.match(err.message, /invalid nil input definition to definition op/);
   });
 
   /** `kiln debug llb` with stdout as bytes. */

@@ -7,7 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
 import { toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { addService, gateway, rpcstatus, type fsutilstat, type pb, type workertypes } from "../../api/index.js";
+import { gateway, grpcServiceDefinition, rpcstatus, type ServiceImpl, type fsutilstat, type pb, type workertypes } from "../../api/index.js";
 import type { Frontend, FrontendBridge, FrontendOptions, FrontendResult, RefMount } from "../../frontend/index.js";
 import { compilePatterns, toGoMode } from "../../session/index.js";
 import type { ProgressWriter } from "../../solver/types.js";
@@ -15,6 +15,7 @@ import { CanceledError, KilnError, errorMessage, isAbortError, secureJoin, type 
 import { frontendCaps, llbCaps } from "./gateway-caps.js";
 import { GatewayRefs, definitionBytes } from "./gateway-refs.js";
 import { withErrorDetails } from "./errdetails.js";
+import { inputsOf, trackValuelessEntries } from "./nil-inputs.js";
 
 /** The metadata key naming the Control.Solve an LLBBridge call belongs to (client/buildid). */
 export const buildIdMetadataKey = "buildkit-controlapi-buildid";
@@ -118,7 +119,7 @@ export class GatewayBuild implements Frontend {
     else if (req.Frontend) {
       const fe = this.frontends[req.Frontend];
       if (!fe) throw new KilnError("KILN_FRONTEND", `invalid frontend: ${req.Frontend}`);
-      fr = await fe.solve(signal, bridge, { ...opts, attrs: { ...req.FrontendOpt }, ...(Object.keys(req.FrontendInputs).length > 0 ? { inputs: req.FrontendInputs } : {}) });
+      fr = await fe.solve(signal, bridge, { ...opts, attrs: { ...req.FrontendOpt }, ...(Object.keys(req.FrontendInputs).length > 0 ? { inputs: inputsOf(req, req.FrontendInputs) } : {}) });
     } else fr = { metadata: {} };
     if (fr.refs && !req.allowResultReturn) throw new KilnError("KILN_FRONTEND", "solve did not return default result");
     const result = this.refs.toResult(fr, req.allowResultArrayRef, def ? undefined : req.Frontend || undefined);
@@ -329,7 +330,9 @@ export class GatewayService {
 
   register(server: grpc.Server): void {
     const unimplemented = (what: string) => () => Promise.reject(new KilnError("KILN_UNIMPLEMENTED", `${what} is not supported by kilnd: interactive containers (gateway.exec) are not implemented`));
-    addService(server, gateway.LLBBridge, {
+    const def = grpcServiceDefinition(gateway.LLBBridge);
+    trackValuelessEntries(def, "solve", gateway.SolveRequestSchema.field.FrontendInputs.number);
+    const impl: Partial<ServiceImpl<typeof gateway.LLBBridge>> = {
       ping: (call, cb) => void this.unary(call, cb, "Ping", async () => ({ FrontendAPICaps: frontendCaps(), LLBCaps: llbCaps(), Workers: [this.opts.worker()] })),
       solve: (call, cb) => void this.unary(call, cb, "Solve", (b, s) => b.llbSolve(s, call.request)),
       readFile: (call, cb) => void this.unary(call, cb, "ReadFile", async (b, s) => ({ Data: await b.readFile(s, call.request) })),
@@ -343,7 +346,8 @@ export class GatewayService {
       newContainer: (call, cb) => void this.unary(call, cb, "NewContainer", unimplemented("NewContainer")),
       releaseContainer: (call, cb) => void this.unary(call, cb, "ReleaseContainer", unimplemented("ReleaseContainer")),
       execProcess: (call) => call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "ExecProcess is not supported by kilnd: interactive containers (gateway.exec) are not implemented" }),
-    });
+    };
+    server.addService(def, impl as grpc.UntypedServiceImplementation);
   }
 
   /** One LLBBridge call: find the build, run `fn` until the client cancels or the daemon stops. */

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
-import { addService, control, health, pb } from "../../api/index.js";
+import { addService, control, grpcServiceDefinition, health, pb, type ServiceImpl } from "../../api/index.js";
 import { parseFilters, type GarbageCollector, type PruneOptions } from "../../cache/index.js";
 import type { ExportOutputs } from "../../exporter/index.js";
 import { DiskLocalDirs, type RemoteSession, type Session, type SessionManager, type SessionCall } from "../../session/index.js";
@@ -14,6 +14,7 @@ import { CanceledError, KilnError, errorMessage, isAbortError } from "../../util
 import { gcPolicyRecords, ociWorkerLabels, splitEvent, statusResponse, usageRecord, workerRecord, type BuildkitVersionInfo } from "./convert.js";
 import { JobRegistry } from "./jobs.js";
 import { withErrorDetails } from "./errdetails.js";
+import { inputsOf, trackValuelessEntries } from "./nil-inputs.js";
 import { ReturnedError, type GatewayBuild, type GatewayService } from "./gateway.js";
 
 export interface ControlServiceOptions {
@@ -74,7 +75,9 @@ export class ControlService {
 
   /** Registers Control and Health on `server`. */
   register(server: grpc.Server): void {
-    addService(server, control.Control, {
+    const def = grpcServiceDefinition(control.Control);
+    trackValuelessEntries(def, "solve", control.SolveRequestSchema.field.FrontendInputs.number);
+    const impl: Partial<ServiceImpl<typeof control.Control>> = {
       listWorkers: (call, cb) => void this.unary(call, cb, () => this.listWorkers(call.request.filter)),
       info: (call, cb) => void this.unary(call, cb, async () => ({ buildkitVersion: { ...this.opts.version } })),
       diskUsage: (call, cb) => void this.unary(call, cb, async () => ({ record: (await this.opts.gc.diskUsage(call.request.filter)).map(usageRecord) })),
@@ -82,7 +85,8 @@ export class ControlService {
       solve: (call, cb) => void this.unary(call, cb, (signal) => this.solve(signal, call.request)),
       status: (call) => void this.status(call),
       session: (call) => void this.session(call),
-    });
+    };
+    server.addService(def, impl as grpc.UntypedServiceImplementation);
     addService(server, health.Health, {
       check: (_call, cb) => cb(null, { status: health.HealthCheckResponse_ServingStatus.SERVING }),
     });
@@ -220,7 +224,7 @@ export class ControlService {
         req.gateway = gw;
       }
       if (r.Frontend) req.frontend = r.Frontend;
-      if (r.Frontend && Object.keys(r.FrontendInputs).length > 0) req.frontendInputs = r.FrontendInputs;
+      if (r.Frontend && Object.keys(r.FrontendInputs).length > 0) req.frontendInputs = inputsOf(r, r.FrontendInputs);
       if (r.Definition && r.Definition.def.length > 0) req.definition = toBinary(pb.DefinitionSchema, r.Definition);
       if (r.Exporters.length > 0) req.exporters = r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
       else if (r.Exporter) req.exporter = { type: r.Exporter, attrs: { ...r.ExporterAttrs } };
