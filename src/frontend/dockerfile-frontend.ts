@@ -7,7 +7,9 @@ import type { ImageConfig } from "../api/oci.js";
 import type { Definition } from "../api/index.js";
 import { KilnError, digestOf, formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../util/index.js";
 import { convertDockerfile, marshalImage, parseGitRef, type NamedContext } from "./dockerfile/convert/index.js";
-import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
+import { detectSyntax, locate, sourceLines } from "./dockerfile/parser/index.js";
+import { imageConfigMetadataKey, marshalPlatforms, platformsMetadataKey, type Frontend, type FrontendAttestation, type FrontendBridge, type FrontendOptions, type FrontendResult } from "./types.js";
+import { createSBOMScanner, parseAttests, scannerReference, type SBOMScanner } from "./attestations.js";
 
 const defaultLocalNameDockerfile = "dockerfile";
 const defaultLocalNameContext = "context";
@@ -200,6 +202,45 @@ function namedContexts(signal: AbortSignal, bridge: FrontendBridge, attrs: Recor
   };
 }
 
+/** Frontend images that are this frontend (any version): kiln builds their Dockerfiles itself. */
+const builtinFrontendImages = new Set(["docker.io/docker/dockerfile", "docker.io/docker/dockerfile-upstream"]);
+
+/**
+ * `# syntax=IMAGE` (or the BUILDKIT_SYNTAX build arg) asks for a frontend image, which BuildKit
+ * pulls and runs (gateway.v0). Kiln cannot run one: docker/dockerfile is built by this frontend;
+ * any other image fails the build rather than being silently read as a plain Dockerfile. As with
+ * BuildKit, an image that does not resolve fails with the registry's error, and the directive's
+ * line is the error's location.
+ */
+async function refuseFrontendImage(signal: AbortSignal, bridge: FrontendBridge, attrs: Record<string, string>, dockerfile: string, filename: string, dockerfileDef: DefinitionBytes): Promise<void> {
+  // `cmdline` is set when a frontend image is itself being run with these options.
+  if (attrs.cmdline !== undefined) return;
+  const fromArg = attrs["build-arg:BUILDKIT_SYNTAX"];
+  const directive = fromArg === undefined ? detectSyntax(dockerfile) : undefined;
+  const cmdline = fromArg ?? directive?.cmdline;
+  if (cmdline === undefined) return;
+  const source = cmdline.trim().split(" ")[0]!;
+  const fail = (err: KilnError): never => {
+    const hint = err.hint === undefined ? {} : { hint: err.hint };
+    if (fromArg !== undefined) throw new KilnError(err.code, `failed with build-arg:BUILDKIT_SYNTAX = ${fromArg}: ${err.message}`, { cause: err, ...hint });
+    throw new KilnError(err.code, err.message, { cause: err, ...hint, location: { ...locate({ file: filename, lines: sourceLines(dockerfile) }, directive!.line), definition: dockerfileDef.toBinary() } });
+  };
+  let ref: NormalizedRef;
+  try {
+    ref = parseNormalizedNamed(source);
+  } catch (err) {
+    return fail(new KilnError("KILN_FRONTEND", `failed to parse frontend image ${source}: ${(err as Error).message}`, { cause: err }));
+  }
+  if (builtinFrontendImages.has(ref.name)) return;
+  try {
+    await bridge.resolveImageConfig(signal, formatRef(tagNameOnly(ref)), {});
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return fail(err instanceof KilnError ? err : new KilnError("KILN_FRONTEND", (err as Error).message, { cause: err }));
+  }
+  return fail(new KilnError("KILN_FRONTEND", `frontend image ${source} cannot run on kiln: only the built-in Dockerfile frontend (docker/dockerfile) is available`, { hint: "remove the syntax directive, or point it at docker/dockerfile" }));
+}
+
 export class DockerfileFrontend implements Frontend {
   async solve(signal: AbortSignal, bridge: FrontendBridge, opts: FrontendOptions): Promise<FrontendResult> {
     const attrs = opts.attrs;
@@ -222,6 +263,7 @@ export class DockerfileFrontend implements Frontend {
     ]);
     const data = exact ?? lowered;
     if (!data) throw new KilnError("KILN_DOCKERFILE_NOT_FOUND", `failed to read dockerfile: open ${filename}: no such file or directory`);
+    await refuseFrontendImage(signal, bridge, attrs, Buffer.from(data).toString("utf8"), filename, dockerfileDef);
     const ignoreData = ownIgnore ?? contextIgnore;
     const excludes = ignoreData ? parseIgnore(Buffer.from(ignoreData).toString("utf8")) : [];
     const buildArgs: Record<string, string> = {};
@@ -232,6 +274,10 @@ export class DockerfileFrontend implements Frontend {
     const ulimits = parseUlimits(attrs.ulimit ?? "");
     const targetPlatforms = parseTargetPlatforms(attrs.platform ?? "");
     const exportMap = multiPlatform(attrs, targetPlatforms.length);
+    // The SBOM scanner image resolves while the Dockerfile converts.
+    const sbomRequest = parseAttests(attrs).sbom;
+    const scanner: Promise<SBOMScanner> | undefined = sbomRequest ? createSBOMScanner(signal, bridge, scannerReference(sbomRequest.generator ?? ""), opts.buildPlatform) : undefined;
+    scanner?.catch(() => undefined);
     // Each target platform is its own conversion (its TARGET* args, its base images); steps that
     // don't depend on the target (a `FROM --platform=$BUILDPLATFORM` stage) come out as identical
     // ops, which the solver runs once for all of them.
@@ -266,13 +312,18 @@ export class DockerfileFrontend implements Frontend {
         if (i === 0) for (const w of res.warnings) bridge.warn?.(sourceVertex(dockerfileDef), { level: 1, short: w.short, detail: w.detail, url: w.url });
         // Errors point into the Dockerfile together with the LLB it was read with, as BuildKit's source map.
         const def = await res.state.marshal({ platform: target, source: { ...res.source, definition: dockerfileDef } });
-        return { id: formatPlatform(target), platform: target, definition: def.toBinary(), config: Buffer.from(marshalImage(res.image)) };
+        const id = formatPlatform(target);
+        const sbom: FrontendAttestation | undefined = scanner ? await (await scanner)(id, res.sbom, target) : undefined;
+        return { id, platform: target, definition: def.toBinary(), config: Buffer.from(marshalImage(res.image)), sbom };
       }),
     );
     const metadata: Record<string, Uint8Array> = { [platformsMetadataKey]: marshalPlatforms(converted) };
+    const attestations: Record<string, FrontendAttestation[]> = {};
+    for (const c of converted) if (c.sbom) attestations[c.id] = [c.sbom];
+    const withAttestations = Object.keys(attestations).length > 0 ? { attestations } : {};
     if (!exportMap) {
       const only = converted[0]!;
-      return { definition: only.definition, metadata: { ...metadata, [imageConfigMetadataKey]: only.config } };
+      return { definition: only.definition, metadata: { ...metadata, [imageConfigMetadataKey]: only.config }, ...withAttestations };
     }
     const refs: Record<string, Uint8Array> = {};
     for (const c of converted) {
@@ -280,7 +331,7 @@ export class DockerfileFrontend implements Frontend {
       refs[c.id] = c.definition;
       metadata[`${imageConfigMetadataKey}/${c.id}`] = c.config;
     }
-    return { refs, metadata };
+    return { refs, metadata, ...withAttestations };
   }
 }
 

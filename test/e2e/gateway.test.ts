@@ -158,6 +158,26 @@ void describe("gateway builds", () => {
     assert.match(err.message, /invalid nil input definition to definition op/);
   });
 
+  test("# syntax=: docker/dockerfile builds with the built-in frontend; another image fails at the directive's line, a missing one with the registry's error", async () => {
+    const addr = ["--addr", `unix://${daemon.sock}`];
+    const ok = await env.context({ Dockerfile: "# syntax=docker/dockerfile:1.4\nFROM busybox\nRUN true\n" });
+    const built = await env.run([...addr, "build", ok]);
+    assert.equal(built.code, 0, built.stderr);
+
+    const missing = await env.context({ Dockerfile: "#syntax=foobar\nfrom busybox" });
+    const r1 = await env.run([...addr, "build", missing]);
+    assert.notEqual(r1.code, 0);
+    assert.match(r1.stderr, /foobar/);
+    assert.match(r1.stderr, /Dockerfile:1\n/);
+    assert.match(r1.stderr, />>>\s+#syntax=foobar/);
+
+    const other = await env.context({ Dockerfile: "# syntax=busybox\nFROM busybox\n" });
+    const r2 = await env.run([...addr, "build", other]);
+    assert.notEqual(r2.code, 0);
+    assert.match(r2.stderr, /frontend image busybox cannot run on kiln/);
+    assert.match(r2.stderr, />>>\s+# syntax=busybox/);
+  });
+
   /** `kiln debug llb` with stdout as bytes. */
   async function debugLLB(args: string[]): Promise<Buffer> {
     const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), "--root", env.root, "--config", env.config, "debug", "llb", ...args], { stdio: ["ignore", "pipe", "pipe"] });
