@@ -1,2 +1,3 @@
 export * from "./types.js";
 export * from "./dockerfile-frontend.js";
+export * from "./attestations.js";

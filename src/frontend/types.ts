@@ -54,6 +54,20 @@ export interface FrontendResult {
   metadata: Record<string, Uint8Array>;
   /** The frontend that made the result when it isn't the request's (a gateway build's dockerfile.v0), for build info. */
   frontend?: string;
+  /** In-toto statements to attach, by platform id (the single result's platform when not multi-platform). */
+  attestations?: Record<string, FrontendAttestation[]>;
+}
+
+/** Statements a frontend made, as files of an LLB result (BuildKit's result.Attestation). */
+export interface FrontendAttestation {
+  /** `bundle`: every file in the directory `path` is a whole statement; `in-toto`: the file `path` is a predicate. */
+  kind: "bundle" | "in-toto";
+  definition: Uint8Array;
+  path: string;
+  /** The predicate type every statement must have (bundle), or has (in-toto). */
+  predicateType?: string;
+  /** The file-name stem of the SBOM that describes the image itself (the others are extra scans). */
+  sbomCore?: string;
 }
 
 /** BuildKit's exptypes.ExporterPlatformsKey: which platform each result is. */

@@ -71,6 +71,8 @@ export interface ConvertResult {
   source: SourceMapInput;
   /** The parser's warnings (empty continuation lines), for the frontend to show. */
   warnings: ParseWarning[];
+  /** What an SBOM scan looks at: the image, and the context and stages opted in by BUILDKIT_SBOM_SCAN_*. */
+  sbom: { core: State; extras: Record<string, State>; ignoreCache: boolean };
 }
 
 const emptyImageName = "scratch";
@@ -345,7 +347,40 @@ export async function convertDockerfile(_signal: AbortSignal, opts: ConvertOptio
   img.os = opts.targetPlatform.os;
   if (opts.targetPlatform.variant) img.variant = opts.targetPlatform.variant;
   else delete img.variant;
-  return { state: target.state, image: img, source, warnings: parsed.warnings };
+  return { state: target.state, image: img, source, warnings: parsed.warnings, sbom: sbomTargets(target, reachable, optMetaArgs, dopt.buildContext) };
+}
+
+/**
+ * BuildKit's SBOMTargets: a stage scans itself when BUILDKIT_SBOM_SCAN_STAGE (a global ARG or one
+ * of its own) is true or lists its name; the context is scanned when the target's
+ * BUILDKIT_SBOM_SCAN_CONTEXT says so.
+ */
+function sbomTargets(target: DispatchState, reachable: Set<DispatchState>, metaArgs: BuildArg[], buildContext: State): ConvertResult["sbom"] {
+  const flags = (d: DispatchState) => {
+    let stage = false;
+    let context = false;
+    for (const a of [...metaArgs, ...d.buildArgs]) {
+      if (a.key === "BUILDKIT_SBOM_SCAN_STAGE") stage = enabledForStage(d.stageName, a.value ?? "");
+      else if (a.key === "BUILDKIT_SBOM_SCAN_CONTEXT") context = enabledForStage(d.stageName, a.value ?? "");
+    }
+    return { stage, context };
+  };
+  const extras: Record<string, State> = {};
+  if (flags(target).context) extras.context = buildContext;
+  let ignoreCache = target.ignoreCache;
+  for (const d of reachable) {
+    if (d === target || d.noinit || !flags(d).stage) continue;
+    extras[d.stageName] = d.state;
+    ignoreCache ||= d.ignoreCache;
+  }
+  return { core: target.state, extras, ignoreCache };
+}
+
+/** A boolean as Go's strconv.ParseBool reads it, or else a comma-separated list of stage names. */
+function enabledForStage(stage: string, value: string): boolean {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(value)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(value)) return false;
+  return value.split(",").includes(stage);
 }
 
 /** SOURCE_DATE_EPOCH (seconds) as Go's time JSON; undefined when unset. */
