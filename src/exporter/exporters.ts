@@ -18,7 +18,7 @@ import { commitImage, commitIndex, configPlatform, descriptorBytes, exporterResp
 import { layoutRecords, writeLayoutDir, writeLayoutTar } from "./ocilayout.js";
 import { encodeTarHeader, TypeDir } from "../snapshot/index.js";
 import { ExportVertex } from "./progress.js";
-import type { ExportSource, ExporterInstance } from "./types.js";
+import type { ExportPlatform, ExportSource, ExporterInstance } from "./types.js";
 
 export interface ExporterDeps {
   mgr: CacheManager;
@@ -65,12 +65,23 @@ interface Committed {
   desc: Descriptor;
   images: CommittedImage[];
   single?: CommittedImage;
+  /** Blobs of the index besides the images' (attestation manifests, configs and statements). */
+  extraBlobs?: Descriptor[];
+}
+
+/** A single-platform result as the one platform of an index. */
+function singlePlatform(src: ExportSource): ExportPlatform {
+  const platform = src.config ? parsePlatform(configPlatform(src.config)) : hostPlatform();
+  return { id: formatPlatform(platform), platform, ref: src.ref, config: src.config, buildInfo: src.buildInfo, attestations: src.attestations };
 }
 
 async function commit(signal: AbortSignal, deps: ExporterDeps, src: ExportSource, opts: ImageCommitOptions, v: ExportVertex): Promise<Committed> {
-  if (src.platforms) {
-    const idx = await commitIndex(signal, deps, src.platforms, opts, v);
-    return { desc: idx.index, images: idx.images };
+  // A single image with attestations goes in an index of its own (BuildKit's isMap), beside them.
+  const platforms = src.platforms ?? ((src.attestations ?? []).length > 0 ? [singlePlatform(src)] : undefined);
+  if (platforms) {
+    const idx = await commitIndex(signal, deps, platforms, opts, v);
+    const extra = idx.attestations.flatMap((a) => [{ mediaType: a.manifest.mediaType, digest: a.manifest.digest, size: a.manifest.size }, a.config, ...a.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }))]);
+    return { desc: idx.index, images: idx.images, extraBlobs: extra };
   }
   const img = await commitImage(signal, deps, src, opts, v);
   return { desc: img.manifest, images: [img], single: img };
@@ -181,7 +192,7 @@ function tarballExporter(type: "oci" | "docker", opts: TarballExportOptions, dep
           const t = opts.epoch !== undefined ? new Date(opts.epoch * 1000) : new Date();
           desc.annotations!["org.opencontainers.image.created"] = t.toISOString().replace(/\.\d{3}Z$/, "Z");
         }
-        const blobs = c.single ? imageBlobs(c.single) : [{ mediaType: c.desc.mediaType, digest: c.desc.digest, size: c.desc.size }, ...c.images.flatMap(imageBlobs)];
+        const blobs = c.single ? imageBlobs(c.single) : [{ mediaType: c.desc.mediaType, digest: c.desc.digest, size: c.desc.size }, ...c.images.flatMap(imageBlobs), ...(c.extraBlobs ?? [])];
         // `docker load` reads manifest.json, one image: this machine's platform, else the first.
         const host = formatPlatform(hostPlatform());
         const loadable = c.images.find((i) => i.manifest.platform && formatPlatform(i.manifest.platform) === host) ?? c.images[0]!;

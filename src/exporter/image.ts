@@ -10,6 +10,7 @@ import { goJSON, sortedKeys } from "./gojson.js";
 import { layerBlobs, layerMediaType, type ExportedLayer } from "./layers.js";
 import type { ExportVertex } from "./progress.js";
 import type { BuildInfo, ExportPlatform, ExportSource } from "./types.js";
+import { commitAttestations, type CommittedAttestations } from "./attestation.js";
 
 export interface CommittedImage {
   /** The manifest's descriptor, with `annotation-manifest-descriptor.*` and the platform. */
@@ -198,6 +199,8 @@ export interface CommittedIndex {
   index: Descriptor;
   /** One image per platform, in the index's order; each manifest descriptor carries its platform. */
   images: CommittedImage[];
+  /** The attestation manifests listed after the images. */
+  attestations: CommittedAttestations[];
 }
 
 /**
@@ -207,10 +210,13 @@ export interface CommittedIndex {
 export async function commitIndex(signal: AbortSignal, deps: CommitDeps, platforms: ExportPlatform[], optsIn: ImageCommitOptions, vertex?: ExportVertex): Promise<CommittedIndex> {
   const opts = { ...optsIn };
   checkAnnotationPlatforms(opts, platforms.map((p) => p.id));
+  // Attestation manifests carry annotations, which only OCI media types have.
+  if (platforms.some((p) => (p.attestations ?? []).length > 0)) opts.ociMediaTypes = true;
   const run = stepRunner(vertex);
   const layerOpts = layerOptions(opts);
   const layers = await run("exporting layers", () => Promise.all(platforms.map((p) => layerBlobs(signal, deps.mgr, deps.content, p.ref, layerOpts))));
   const images: CommittedImage[] = [];
+  const attestations: CommittedAttestations[] = [];
   for (const [i, p] of platforms.entries()) {
     const base: Record<string, unknown> = p.config ? { ...(p.config as Record<string, unknown>) } : defaultConfig(p.platform);
     const a = annotationsFor(opts.annotations, p.id);
@@ -218,20 +224,25 @@ export async function commitIndex(signal: AbortSignal, deps: CommitDeps, platfor
     const plat = normalizePlatform(p.platform);
     img.manifest.platform = { architecture: plat.architecture, os: plat.os, ...(plat.variant ? { variant: plat.variant } : {}) };
     images.push(img);
+    const atts = p.attestations ?? [];
+    if (atts.length > 0) {
+      const target = img.manifest;
+      attestations.push(await run("exporting attestation manifest", () => commitAttestations(signal, deps.content, atts, target, p.platform, opts.names, opts.ociMediaTypes, indentJSON)));
+    }
   }
   const top = annotationsFor(opts.annotations, undefined);
   // MarshalIndent of BuildKit's index struct: mediaType, schemaVersion, manifests, annotations.
   const index: Record<string, unknown> = {
     mediaType: opts.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList,
     schemaVersion: 2,
-    manifests: images.map((img) => descriptorJSON(img.manifest)),
+    manifests: [...images.map((img) => descriptorJSON(img.manifest)), ...attestations.map((a) => descriptorJSON(a.manifest))],
   };
   if (Object.keys(top.index).length > 0) index.annotations = sortedKeys(top.index);
   const bytes = indentJSON(index);
   const info = await run(`exporting manifest list ${digestPreview(bytes)}`, () => deps.content.put(signal, bytes));
   const desc: Descriptor = { mediaType: index.mediaType as string, digest: info.digest, size: info.size };
   if (Object.keys(top.indexDescriptor).length > 0) desc.annotations = { ...top.indexDescriptor };
-  return { index: desc, images };
+  return { index: desc, images, attestations };
 }
 
 /** The config and manifest of one image whose layers are exported. */

@@ -8,3 +8,4 @@ export * from "./attrs.js";
 export * from "./progress.js";
 export * as compression from "./compression/index.js";
 export * from "./buildinfo.js";
+export * from "./attestation.js";

@@ -5,6 +5,7 @@ import type { ImageConfig } from "../api/oci.js";
 import type { CredentialProvider } from "../remotes/index.js";
 import type { ProgressWriter } from "../solver/types.js";
 import type { Platform } from "../util/index.js";
+import type { Attestation } from "./attestation.js";
 
 /** A source the build used, for the `moby.buildkit.buildinfo.v1` config entry. */
 export interface BuildSource {
@@ -29,6 +30,8 @@ export interface ExportPlatform {
   ref: ImmutableRef | undefined;
   config?: Partial<ImageConfig>;
   buildInfo?: BuildInfo;
+  /** In-toto statements about this platform's image (provenance, SBOMs). */
+  attestations?: Attestation[];
 }
 
 export interface ExportSource {
@@ -42,6 +45,8 @@ export interface ExportSource {
   /** The image config the frontend produced (`containerimage.config`), without rootfs. */
   config?: Partial<ImageConfig>;
   buildInfo?: BuildInfo;
+  /** Statements about a single-platform result; image outputs then become an index. */
+  attestations?: Attestation[];
   /** The client's credentials (pushes). */
   credentials?: CredentialProvider;
 }
