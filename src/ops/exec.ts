@@ -11,7 +11,8 @@ import type { ContainerMount, Executor, NetworkMode } from "../executor/types.js
 import { ExitError } from "../executor/types.js";
 import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, CacheMapDep, Op, OpContext, Result } from "../solver/types.js";
-import { KilnError, digestOf, secureJoin, sha256Hex, type Digest } from "../util/index.js";
+import { KilnError, digestOf, secureJoin, sha256Hex, type Platform } from "../util/index.js";
+import { execCacheDigest } from "./cachekeys.js";
 import { copyAll } from "./fsops.js";
 import type { KeyLocks } from "../cache/index.js";
 import type { SecretStore, SSHAgents } from "../session/index.js";
@@ -35,8 +36,9 @@ export class ExecOpRunner implements Op {
 
   constructor(
     private readonly deps: ExecOpDeps,
-    private readonly opDigest: Digest,
     private readonly execOp: ExecOp,
+    /** The op's platform, or the worker's when the op names none. */
+    private readonly platform: Platform,
   ) {
     let max = -1;
     for (const m of execOp.mounts) max = Math.max(max, Number(m.output));
@@ -44,8 +46,7 @@ export class ExecOpRunner implements Op {
   }
 
   async cacheMap(): Promise<CacheMap> {
-    // Proxy variables never change the result's identity.
-    return { digest: digestOf(`exec:${this.opDigest}`), deps: this.mountDeps() };
+    return { digest: execCacheDigest(this.execOp, this.platform), deps: this.mountDeps() };
   }
 
   /**
@@ -69,9 +70,11 @@ export class ExecOpRunner implements Op {
       const dep: CacheMapDep = {};
       if (e.selectors.length > 0) dep.selector = e.selectors.join("\0");
       if (e.content) {
-        const paths = withoutNested(e.selectors.length > 0 ? e.selectors : ["/"]);
+        // BuildKit follows a mount source that is a symlink; with no selector the whole input counts.
+        const paths = withoutNested(e.selectors);
+        const selectors = paths.length > 0 ? paths : ["/"];
         dep.computeDigest = async (signal, res) => {
-          const sums = await Promise.all(paths.map((p) => checksumPath(signal, this.deps.mgr.db, res as ImmutableRef, p, { followLinks: false, wildcard: false })));
+          const sums = await Promise.all(selectors.map((p) => checksumPath(signal, this.deps.mgr.db, res as ImmutableRef, p, { followLinks: true, wildcard: false })));
           return digestOf(sums.join("\0"));
         };
       }
@@ -365,14 +368,8 @@ class LogStream extends Writable {
   }
 }
 
-/** Sorted paths without those inside another listed one (whose content the parent's sum covers). */
+/** Sorted paths without those inside another listed one (whose content the parent's sum covers), as BuildKit's dedupePaths. */
 function withoutNested(paths: string[]): string[] {
-  const sorted = [...new Set(paths)].sort();
-  const out: string[] = [];
-  for (const p of sorted) {
-    const parent = out.at(-1);
-    if (parent !== undefined && (parent === "/" || p.startsWith(parent + "/"))) continue;
-    out.push(p);
-  }
-  return out;
+  const unique = [...new Set(paths)];
+  return unique.filter((p1) => !unique.some((p2) => p1 !== p2 && p1.startsWith(p2 + "/"))).sort();
 }

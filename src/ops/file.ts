@@ -1,10 +1,12 @@
 // FileOp: a chain of copy/mkdir/mkfile/rm actions applied to snapshots of the op's inputs.
 import type { FileOp, FileAction, ChownOpt, UserOpt } from "../api/index.js";
-import { checksumPath, type CacheManager, type MutableRef, type ImmutableRef } from "../cache/index.js";
+import path from "node:path";
+import { checksumPath, containsWildcards, pathMatch, type CacheManager, type MutableRef, type ImmutableRef } from "../cache/index.js";
+import { fileCacheDigest } from "./cachekeys.js";
 import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, CacheMapDep, Op, OpContext, Result } from "../solver/types.js";
-import { KilnError, digestOf, type Digest } from "../util/index.js";
-import { copy, expandWildcard, mkdirAction, mkfileAction, rmAction, type Owner } from "./fsops.js";
+import { KilnError, digestOf } from "../util/index.js";
+import { copy, mkdirAction, mkfileAction, rmAction, type Owner } from "./fsops.js";
 import { lookupGid, lookupUid } from "./user.js";
 
 export interface FileOpDeps {
@@ -21,7 +23,6 @@ export class FileOpRunner implements Op {
 
   constructor(
     private readonly deps: FileOpDeps,
-    private readonly opDigest: Digest,
     private readonly op: FileOp,
     private readonly numInputs: number,
   ) {
@@ -30,38 +31,64 @@ export class FileOpRunner implements Op {
     this.outputs = max + 1;
   }
 
+  /**
+   * Keyed as BuildKit keys it: the actions' JSON, and for each input only read (a copy's source,
+   * a chown's passwd and group files) its selected paths and their content, so equal files copied
+   * from anywhere hit the cache.
+   */
   async cacheMap(): Promise<CacheMap> {
-    const deps: CacheMapDep[] = Array.from({ length: this.numInputs }, () => ({}));
-    const selectors = new Map<number, { paths: string[]; follow: boolean; wildcard: boolean }>();
-    let onlyCopySource = new Set<number>();
-    for (const a of this.op.actions) {
-      const sec = Number(a.secondaryInput);
-      if (a.action.case === "copy" && sec >= 0 && sec < this.numInputs) {
-        const s = selectors.get(sec) ?? { paths: [], follow: a.action.value.followSymlink, wildcard: a.action.value.allowWildcard };
-        s.paths.push(a.action.value.src);
-        selectors.set(sec, s);
-        onlyCopySource.add(sec);
+    const selectors = new Map<number, Selector[]>();
+    const invalid = new Set<number>();
+    const add = (i: number, s: Selector) => {
+      if (i < 0 || i >= this.numInputs) return;
+      const list = selectors.get(i) ?? [];
+      list.push(s);
+      selectors.set(i, list);
+    };
+    const owner = (o: ChownOpt | undefined) => {
+      for (const [u, file] of [
+        [o?.user, "/etc/passwd"],
+        [o?.group, "/etc/group"],
+      ] as const) {
+        if (u?.user.case === "byName" && u.user.value.input >= 0n) add(Number(u.user.value.input), { path: file, followLinks: true, wildcard: false });
       }
-    }
+    };
     for (const a of this.op.actions) {
       const inp = Number(a.input);
-      if (inp >= 0 && inp < this.numInputs) onlyCopySource.delete(inp);
+      if (inp !== -1) invalid.add(inp);
+      const x = a.action;
+      if (x.case === "copy" || x.case === "mkdir" || x.case === "mkfile") owner(x.value.owner);
+      if (x.case === "copy") {
+        const c = x.value;
+        const sec = Number(a.secondaryInput);
+        if (sec !== -1 && sec < this.numInputs) {
+          add(sec, { path: c.src, followLinks: c.followSymlink, wildcard: c.allowWildcard && containsWildcards(c.src), include: c.includePatterns, exclude: c.excludePatterns });
+        }
+      }
     }
-    for (const [i, s] of selectors) {
-      if (!onlyCopySource.has(i)) continue;
+    const deps: CacheMapDep[] = Array.from({ length: this.numInputs }, () => ({}));
+    for (const [i, sels] of selectors) {
+      if (invalid.has(i)) continue;
+      const paths = sels.map((s) => s.path).sort((a, b) => Buffer.compare(Buffer.from(b), Buffer.from(a)));
+      const forSum = dedupeSelectors(sels);
       deps[i] = {
-        selector: s.paths.join("\0"),
+        selector: paths.join("\0"),
         computeDigest: async (signal, res) => {
-          const parts: string[] = [];
-          for (const p of s.paths) {
-            parts.push(await checksumPath(signal, this.deps.mgr.db, res as ImmutableRef, p, { followLinks: s.follow, wildcard: s.wildcard, expand: expandWildcard }));
-          }
-          return digestOf(parts.join(","));
+          const sums = await Promise.all(
+            forSum.map((s) =>
+              checksumPath(signal, this.deps.mgr.db, res as ImmutableRef, s.path, {
+                followLinks: s.followLinks,
+                wildcard: s.wildcard,
+                include: s.include?.length ? patternMatcher(s.include) : undefined,
+                exclude: s.exclude?.length ? patternMatcher(s.exclude) : undefined,
+              }),
+            ),
+          );
+          return digestOf(sums.join("\0"));
         },
       };
     }
-    onlyCopySource = new Set();
-    return { digest: digestOf(`file:${this.opDigest}`), deps };
+    return { digest: fileCacheDigest(this.op, this.numInputs), deps };
   }
 
   async exec(signal: AbortSignal, _ctx: OpContext, inputs: Result[]): Promise<Result[]> {
@@ -214,4 +241,48 @@ async function resolveOwner(opt: ChownOpt | undefined, rootOf: (i: bigint) => Pr
     else if (opt.group.user.case === "byName") gid = (await lookupGid(await userRoot(opt.group), opt.group.user.value.name)) ?? gid;
   }
   return { uid, gid };
+}
+
+interface Selector {
+  path: string;
+  followLinks: boolean;
+  wildcard: boolean;
+  include?: string[];
+  exclude?: string[];
+}
+
+const filtered = (s: Selector) => s.wildcard || (s.include?.length ?? 0) > 0 || (s.exclude?.length ?? 0) > 0;
+
+/** Plain paths without those inside another (per follow setting), filtered ones as they are, by path (BuildKit's dedupeSelectors). */
+function dedupeSelectors(sels: Selector[]): Selector[] {
+  const nested = (paths: string[]) => {
+    const unique = [...new Set(paths)];
+    return unique.filter((p1) => !unique.some((p2) => p1 !== p2 && p1.startsWith(p2 + "/"))).sort();
+  };
+  const plain = nested(sels.filter((s) => !filtered(s) && !s.followLinks).map((s) => s.path)).map((p) => ({ path: p, followLinks: false, wildcard: false }));
+  const follow = nested(sels.filter((s) => !filtered(s) && s.followLinks).map((s) => s.path)).map((p) => ({ path: p, followLinks: true, wildcard: false }));
+  const out: Selector[] = [...plain, ...follow, ...sels.filter(filtered)];
+  // Go's sort.Slice is not stable, but equal paths here are rare and hash alike.
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Matches a path relative to the copied one against Docker-style patterns (the last matching one decides, `!` negates). */
+function patternMatcher(patterns: string[]): (rel: string) => boolean {
+  const compiled = patterns.map((p) => {
+    const neg = p.startsWith("!");
+    const pat = path.posix.normalize(neg ? p.slice(1) : p).replace(/^\/+/, "");
+    return { neg, pat };
+  });
+  return (rel) => {
+    let matched = false;
+    for (const { neg, pat } of compiled) {
+      const parts = pat.split("/");
+      const names = rel.split("/");
+      // A pattern matching a parent directory matches what is inside it.
+      let hit = false;
+      for (let n = 1; n <= names.length && !hit; n++) hit = n === parts.length && pathMatch(pat, names.slice(0, n).join("/"));
+      if (hit) matched = !neg;
+    }
+    return matched;
+  };
 }

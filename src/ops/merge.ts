@@ -4,7 +4,8 @@
 import type { MergeOp } from "../api/index.js";
 import type { CacheManager, ImmutableRef } from "../cache/index.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
-import { digestOf, throwIfAborted, type Digest } from "../util/index.js";
+import { throwIfAborted } from "../util/index.js";
+import { mergeCacheDigest } from "./cachekeys.js";
 import { copyAll } from "./fsops.js";
 
 export interface MergeOpDeps {
@@ -16,12 +17,11 @@ export class MergeOpRunner implements Op {
 
   constructor(
     private readonly deps: MergeOpDeps,
-    private readonly opDigest: Digest,
     private readonly op: MergeOp,
   ) {}
 
   async cacheMap(): Promise<CacheMap> {
-    return { digest: digestOf(`merge:${this.opDigest}`), deps: this.op.inputs.map(() => ({})) };
+    return { digest: mergeCacheDigest(this.op), deps: this.op.inputs.map(() => ({})) };
   }
 
   async exec(signal: AbortSignal, _ctx: OpContext, inputs: Result[]): Promise<Result[]> {
@@ -35,6 +35,8 @@ export class MergeOpRunner implements Op {
     let top: ImmutableRef = present[0]!.clone();
     try {
       for (const ref of present.slice(1)) {
+        // Layers are copied from their directories: a lazy (imported) input is unpacked first.
+        await ref.extract(signal);
         for (const layer of ref.chain()) {
           throwIfAborted(signal);
           const mut = await mgr.newMutable(top, `merged ${layer.description}`);

@@ -37,46 +37,55 @@ export async function buildConfig(
   volatile: (info: KeyInfo) => boolean = () => false,
 ): Promise<BuiltConfig> {
   const records: CacheRecord[] = [];
-  const recordIndex = new Map<string, number>();
+  const recordIndex = new Map<string, number[] | undefined>();
+  const contentIndex = new Map<string, number>();
   const withResult: { rec: CacheRecord; key: Digest; output: number }[] = [];
 
   const contentRecord = (content: Digest): number => {
-    const id = `content:${content}`;
-    let i = recordIndex.get(id);
+    let i = contentIndex.get(content);
     if (i === undefined) {
       i = records.push({ digest: outputKey(content, -1), inputs: [], results: [], chains: [] }) - 1;
-      recordIndex.set(id, i);
+      contentIndex.set(content, i);
     }
     return i;
   };
-  // Returns undefined when some input has nothing to link to (BuildKit drops such records too).
-  const keyRecord = (key: Digest, output: number, isRoot: boolean): number | undefined => {
+  // A key's records: one per CacheMap digest (an image's manifest and config keys), all with the
+  // same inputs. Undefined when some input has nothing to link to (BuildKit drops such records too).
+  const keyRecords = (key: Digest, output: number): number[] | undefined => {
     const id = `${key}@${output}`;
-    const known = recordIndex.get(id);
-    if (known !== undefined) return known;
+    if (recordIndex.has(id)) return recordIndex.get(id);
     const info = keys.get(key);
     if (!info || volatile(info)) return undefined;
+    // Guards against a key graph that loops back on itself.
+    recordIndex.set(id, undefined);
     const inputs: CacheInput[][] = [];
     for (const dep of info.deps) {
       if ("content" in dep) {
         // Both ways to the input, so an importer can hit before it has the input's content.
-        const byDef = dep.def ? keyRecord(dep.def.key, dep.def.index, false) : undefined;
+        const byDef = dep.def ? keyRecords(dep.def.key, dep.def.index) : undefined;
         const links = [{ selector: "", link: contentRecord(dep.content) }];
-        if (byDef !== undefined) links.push({ selector: selectorOf(dep.selector), link: byDef });
+        for (const link of byDef ?? []) links.push({ selector: selectorOf(dep.selector), link });
         inputs.push(links);
         continue;
       }
-      const link = keyRecord(dep.key, dep.index, false);
-      if (link === undefined) return undefined;
-      inputs.push([{ selector: selectorOf(dep.selector), link }]);
+      const links = keyRecords(dep.key, dep.index);
+      if (!links) {
+        recordIndex.delete(id);
+        return undefined;
+      }
+      inputs.push(links.map((link) => ({ selector: selectorOf(dep.selector), link })));
     }
-    const rec: CacheRecord = { digest: outputKey(info.digest, output), inputs, results: [], chains: [] };
-    const i = records.push(rec) - 1;
-    recordIndex.set(id, i);
-    if (isRoot || mode === "max") withResult.push({ rec, key, output });
-    return i;
+    const out: number[] = [];
+    for (const digest of [info.digest, ...(info.alternates ?? [])]) {
+      const rec: CacheRecord = { digest: outputKey(digest, output), inputs: inputs.map((l) => l.map((x) => ({ ...x }))), results: [], chains: [] };
+      out.push(records.push(rec) - 1);
+      // Results belong to records formed from inputs: BuildKit exports no result for a root (a source).
+      if (info.deps.length > 0 && (mode === "max" || roots.some((r) => r.key === key && r.output === output))) withResult.push({ rec, key, output });
+    }
+    recordIndex.set(id, out);
+    return out;
   };
-  for (const r of roots) keyRecord(r.key, r.output, true);
+  for (const r of roots) keyRecords(r.key, r.output);
 
   const layers: CacheConfig["layers"] = [];
   const chainIndex = new Map<string, number>();
@@ -161,7 +170,8 @@ export class ConfigMatcher {
       if (dep.def) alts.push({ selector: selectorOf(dep.selector), links: this.matches(dep.def.key, dep.def.index) });
       return alts;
     });
-    for (const ri of this.byDigest.get(outputKey(info.digest, output)) ?? []) {
+    const candidates = [info.digest, ...(info.alternates ?? [])].flatMap((d) => this.byDigest.get(outputKey(d, output)) ?? []);
+    for (const ri of candidates) {
       const r = recs[ri];
       if (!r || r.inputs.length !== allowed.length) continue;
       const ok = allowed.every((alts, i) => (r.inputs[i] ?? []).some((x) => alts.some((a) => x.selector === a.selector && a.links.has(x.link))));

@@ -159,7 +159,7 @@ class Job {
     const probe = this.hooks.remote?.probe;
     if (probe && cm.deps.some((d) => d?.computeDigest)) {
       const defDeps: KeyDep[] = await Promise.all(v.inputs.map(async (input, i) => ({ key: await this.key(input.vertex), index: input.index, selector: cm.deps[i]?.selector ?? "" })));
-      const info = { key: digestOf(JSON.stringify({ op: cm.digest, deps: defDeps, by: "definition" })), vertex: v, digest: cm.digest, outputs: v.op.outputs, deps: defDeps };
+      const info = { key: digestOf(JSON.stringify({ op: cm.digest, deps: defDeps, by: "definition" })), vertex: v, digest: cm.digest, alternates: cm.alternates, outputs: v.op.outputs, deps: defDeps };
       if (await probe(this.signal, info)) {
         this.hooks.onKey?.(info);
         return info.key;
@@ -189,7 +189,7 @@ class Job {
         const def = defs[i];
         return "content" in d && def ? { ...d, def } : d;
       });
-      this.hooks.onKey({ key, vertex: v, digest: cm.digest, outputs: v.op.outputs, deps: withDefs });
+      this.hooks.onKey({ key, vertex: v, digest: cm.digest, alternates: cm.alternates, outputs: v.op.outputs, deps: withDefs });
     }
     return key;
   }

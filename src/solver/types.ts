@@ -21,6 +21,11 @@ export interface CacheMapDep {
 
 export interface CacheMap {
   digest: Digest;
+  /**
+   * Further digests the same result is known by (BuildKit's later source keys, such as an image's
+   * config ChainID after its manifest): remote caches record and match each of them.
+   */
+  alternates?: Digest[];
   deps: CacheMapDep[];
 }
 
@@ -76,6 +81,8 @@ export interface KeyInfo {
   vertex: Vertex;
   /** The op's CacheMap digest. */
   digest: Digest;
+  /** The CacheMap's alternate digests, if any. */
+  alternates?: Digest[];
   outputs: number;
   deps: KeyDep[];
 }

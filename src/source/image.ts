@@ -110,6 +110,35 @@ export class RegistryImagePuller implements ImagePuller {
   }
 }
 
+/** A source's CacheMap digest from its key, as BuildKit's source op makes it. */
+export function sourceCacheDigest(key: string): Digest {
+  return digestOf(`buildkit.source.v0:${key}`);
+}
+
+/** The ChainID of the image's layers (BuildKit's config key); the config's digest when it is not an image config. */
+function imageConfigKey(img: ResolvedImage): string | undefined {
+  let diffIds: unknown;
+  try {
+    const cfg = JSON.parse(Buffer.from(img.configBytes).toString("utf8")) as { rootfs?: { type?: string; diff_ids?: unknown } };
+    if (cfg.rootfs?.type !== "layers" || !Array.isArray(cfg.rootfs.diff_ids) || cfg.rootfs.diff_ids.length === 0) return undefined;
+    diffIds = cfg.rootfs.diff_ids;
+  } catch {
+    return digestOf(img.configBytes);
+  }
+  let chain = "";
+  for (const d of diffIds as string[]) chain = chain ? digestOf(`${chain} ${d}`) : d;
+  return chain;
+}
+
+/** Go's encoding/json for a flat object of strings (keys in order, undefined left out). */
+function goJSON(o: Record<string, string | undefined>): string {
+  const esc = (s: string) => JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  return `{${Object.entries(o)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${esc(k)}:${esc(v!)}`)
+    .join(",")}}`;
+}
+
 function decompress(stream: Readable, mediaType: string): Readable {
   if (mediaType.endsWith("gzip")) return stream.pipe(createGunzip());
   if (mediaType.endsWith("zstd")) throw new KilnError("KILN_UNSUPPORTED", "zstd layers are not supported yet");
@@ -132,9 +161,15 @@ export class ImageSourceOp implements Op {
     return this.resolved;
   }
 
+  /**
+   * BuildKit's two keys for an image: what the reference resolved to (index or manifest) with the
+   * platform, then the ChainID of its layers, so the same layers under another tag also match.
+   */
   async cacheMap(signal: AbortSignal): Promise<CacheMap> {
     const img = await this.resolve(signal);
-    return { digest: digestOf(`image:${img.manifestDigest}`), deps: [] };
+    const manifestKey = digestOf(goJSON({ Digest: img.digest, OS: this.platform.os, Arch: this.platform.architecture, Variant: this.platform.variant || undefined }));
+    const configKey = imageConfigKey(img);
+    return { digest: sourceCacheDigest(manifestKey), alternates: configKey ? [sourceCacheDigest(configKey)] : undefined, deps: [] };
   }
 
   async exec(signal: AbortSignal, ctx: OpContext): Promise<Result[]> {

@@ -2,7 +2,7 @@
 // Keyed on the selected files' metadata, so an unchanged context is not copied again; the copies
 // made from it are keyed on content (see the file op), so a `touch` still hits their cache.
 import path from "node:path";
-import { fileDigest, fileDigestsBucket, type CacheManager, type ImmutableRef } from "../cache/index.js";
+import { fileEntryDigest, fileDigestsBucket, type CacheManager, type ImmutableRef } from "../cache/index.js";
 import type { LocalBase, LocalDirs, LocalEntry, SyncOptions } from "../session/types.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
 import { KilnError, digestOf, mapLimit } from "../util/index.js";
@@ -71,8 +71,9 @@ export class LocalSourceOp implements Op {
         await mut.discard();
         throw err;
       }
-      // Content digests of the files, for the copies' cache keys: unchanged files keep the digest
-      // the last snapshot recorded, so only what changed is read.
+      // The files' entry hashes (BuildKit's contenthash of header and bytes, as its file transfer
+      // records them), for the copies' cache keys: unchanged files keep the hash the last snapshot
+      // recorded, so only what changed is read.
       const prevDigests = last ? mgr.db.getKV(fileDigestsBucket, last.id) : undefined;
       const prev = prevDigests ? (JSON.parse(prevDigests) as Record<string, string>) : {};
       const digests: Record<string, string> = {};
@@ -83,8 +84,9 @@ export class LocalSourceOp implements Op {
         async (e) => {
           const p = `/${e.path}`;
           const b = base?.entries.get(e.path);
-          const same = b && b.type === e.type && b.mode === e.mode && b.size === e.size && b.mtimeMs === e.mtimeMs;
-          digests[p] = (same && prev[p]) || (await fileDigest(path.join(upper, e.path)));
+          const same = b && b.type === e.type && b.mode === e.mode && b.size === e.size && b.mtimeMs === e.mtimeMs && b.uid === e.uid && b.gid === e.gid;
+          const known = same ? prev[p] : undefined;
+          digests[p] = known?.startsWith("sha256:") ? known : await fileEntryDigest(path.join(upper, e.path), { mode: e.mode, uid: e.uid, gid: e.gid, type: "file", size: e.size });
         },
       );
       const ref = await mut.commit();

@@ -10,9 +10,7 @@ import type { Session } from "../session/types.js";
 import type { CacheStore, Op, Vertex } from "../solver/types.js";
 import { ExecOpRunner, FileOpRunner, MergeOpRunner } from "../ops/index.js";
 import { LocalSourceOp, ImageSourceOp, HttpSourceOp, GitSourceOp, OCILayoutResolver, RegistryImagePuller, httpAttrs, gitSourceSpec, type ImagePuller } from "../source/index.js";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { pb } from "../api/index.js";
-import { KilnError, digestOf, formatPlatform, hostPlatform, type Digest, type Platform } from "../util/index.js";
+import { KilnError, formatPlatform, hostPlatform, type Digest, type Platform } from "../util/index.js";
 import { canRun, emulationHint } from "./emulation.js";
 import { validateEntitlements, type Entitlement } from "./entitlements.js";
 
@@ -108,9 +106,6 @@ export class Worker {
 
   private resolveOp(lop: LoadedOp, session: Session): Op {
     const op = lop.op.op;
-    // Cache keys name inputs by their own keys, so an op's part of the key must not carry its
-    // inputs' LLB digests (a local source's session id would otherwise change every key below it).
-    const digest = digestOf(toBinary(pb.OpSchema, create(pb.OpSchema, { ...lop.op, inputs: [] })));
     switch (op.case) {
       case "source": {
         const id = op.value.identifier;
@@ -141,21 +136,18 @@ export class Worker {
         throw new KilnError("KILN_UNSUPPORTED", `source ${id} is not supported yet`);
       }
       case "exec": {
-        // Proxy variables reach the process but not the cache key, as in BuildKit.
-        const meta = op.value.meta;
-        const key = meta?.proxyEnv
-          ? digestOf(toBinary(pb.OpSchema, create(pb.OpSchema, { ...lop.op, inputs: [], op: { case: "exec", value: { ...op.value, meta: { ...meta, proxyEnv: undefined } } } })))
-          : digest;
+        const p = lop.op.platform;
+        const platform: Platform = p ? { os: p.OS, architecture: p.Architecture, variant: p.Variant || undefined } : this.platform;
         return new ExecOpRunner(
           { mgr: this.opts.mgr, executor: this.opts.executor, cacheMountRoot: path.join(this.opts.root, "cachemounts"), cacheLocks: this.cacheLocks, secrets: session.secrets, ssh: session.ssh },
-          key,
           op.value,
+          platform,
         );
       }
       case "file":
-        return new FileOpRunner({ mgr: this.opts.mgr }, digest, op.value, lop.inputs.length);
+        return new FileOpRunner({ mgr: this.opts.mgr }, op.value, lop.inputs.length);
       case "merge":
-        return new MergeOpRunner({ mgr: this.opts.mgr }, digest, op.value);
+        return new MergeOpRunner({ mgr: this.opts.mgr }, op.value);
       default:
         throw new KilnError("KILN_UNSUPPORTED", `LLB op ${String(op.case)} is not supported yet`);
     }
