@@ -68,6 +68,40 @@ function multiPlatformRequest(fattrs: Record<string, string>): boolean {
   return (fattrs.platform ?? "").split(",").filter((s) => s.trim() !== "").length > 1;
 }
 
+/**
+ * The request's cache imports plus those the Dockerfile frontend takes from its attrs, as
+ * BuildKit's does: `cache-imports` (JSON CacheOptionsEntry list; buildctl and buildx send their
+ * imports there too, so duplicates are dropped) and the older `cache-from` (registry refs,
+ * comma-separated).
+ */
+export function withFrontendCacheImports(imports: CacheEntry[], attrs: Record<string, string>): CacheEntry[] {
+  const out = [...imports];
+  const json = attrs["cache-imports"];
+  if (json) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch (err) {
+      throw new KilnError("KILN_CACHE_ATTR", `failed to unmarshal cache-imports (${JSON.stringify(json)}): ${(err as Error).message}`, { cause: err });
+    }
+    if (!Array.isArray(parsed)) throw new KilnError("KILN_CACHE_ATTR", `failed to unmarshal cache-imports (${JSON.stringify(json)}): not a list`);
+    for (const e of parsed as unknown[]) {
+      // Go's encoding/json matches field names case-insensitively.
+      const fields = Object.fromEntries(Object.entries(e !== null && typeof e === "object" ? e : {}).map(([k, v]) => [k.toLowerCase(), v as unknown]));
+      const attrsOf = fields.attrs !== null && typeof fields.attrs === "object" ? (fields.attrs as Record<string, unknown>) : {};
+      out.push({ type: typeof fields.type === "string" ? fields.type : "", attrs: Object.fromEntries(Object.entries(attrsOf).map(([k, v]) => [k, String(v)])) });
+    }
+  }
+  for (const ref of (attrs["cache-from"] ?? "").split(",")) if (ref.trim() !== "") out.push({ type: "registry", attrs: { ref: ref.trim() } });
+  const seen = new Set<string>();
+  return out.filter((e) => {
+    const key = JSON.stringify([e.type, Object.entries(e.attrs).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 export class Controller {
   readonly solver: Solver;
 
@@ -95,10 +129,9 @@ export class Controller {
     const cacheExports = req.cache?.exports ?? [];
     checkCacheEntries(cacheExports, "export");
     const held: ImmutableRef[] = [];
-    // Imported cache layers stay blobs in the registry until needed: fetchable while this solve runs.
-    using providers = worker.mgr.providerScope();
     // Cache hooks and the roots the cache export starts from (the build's results, not the frontend's helper solves).
-    const remote = req.cache?.imports?.length || cacheExports.length ? RemoteCache.open(signal, req.cache?.imports ?? [], this.remoteCacheDeps(session, providers), progress) : undefined;
+    const cacheImports = withFrontendCacheImports(req.cache?.imports ?? [], req.frontend || req.gateway ? fattrs : {});
+    const remote = cacheImports.length || cacheExports.length ? RemoteCache.open(signal, cacheImports, this.remoteCacheDeps(session), progress) : undefined;
     const db = worker.mgr.db;
     const explainer = new MissExplainer({ get: (id) => db.getKV(explainBucket, id), set: (id, v) => db.setKV(explainBucket, id, v) }, progress, req.explainCache === true);
     const solveCtx: SolveCtx = { hooks: mergeHooks(remote?.hooks() ?? {}, explainer.hooks()), roots: [] };
@@ -121,7 +154,10 @@ export class Controller {
         const attrs = req.frontendAttrs ?? {};
         const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements, solveCtx.hooks), { attrs, sessionId: session.id, buildPlatform: worker.platform, ...(req.frontendInputs ? { inputs: req.frontendInputs } : {}) });
         if (res.refs) {
-          const parts = await this.solvePlatforms(signal, res, session, progress, entitlements, held, res.frontend ?? req.frontend, fattrs, solveCtx);
+          const { parts, roots } = await this.solvePlatforms(signal, res, session, progress, entitlements, held, res.frontend ?? req.frontend, fattrs, solveCtx);
+          if (remote && cacheExports.some((e) => e.type === "inline")) {
+            await Promise.all(parts.map(async (p, i) => (p.config = p.ref ? await this.withInlineCache(signal, remote, roots[i], p.ref, p.config, specs, fattrs) : p.config)));
+          }
           if (exporters.length === 0) {
             await exportCache();
             return {};
@@ -147,7 +183,7 @@ export class Controller {
       const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
       const buildInfo = makeBuildInfo(frontendName, fattrs, sources);
       const res: Record<string, string> = {};
-      if (remote && ref && cacheExports.some((e) => e.type === "inline")) config = await this.withInlineCache(signal, remote, solveCtx, ref, config, specs, fattrs);
+      if (remote && ref && cacheExports.some((e) => e.type === "inline")) config = await this.withInlineCache(signal, remote, solveCtx.roots?.at(-1), ref, config, specs, fattrs);
       for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials }, out, progress));
       await exportCache();
       return res;
@@ -176,7 +212,7 @@ export class Controller {
     frontend: string | undefined,
     fattrs: Record<string, string>,
     ctx: SolveCtx = { hooks: {} },
-  ): Promise<ExportPlatform[]> {
+  ): Promise<{ parts: ExportPlatform[]; roots: (SolveRoot | undefined)[] }> {
     const list = parsePlatformsMetadata(res.metadata);
     if (!list) throw new KilnError("KILN_FRONTEND", "unable to export multiple refs, missing platforms mapping");
     const loaded = list.map((p) => {
@@ -223,7 +259,7 @@ export class Controller {
     const refs = settled.map((r) => (r.status === "fulfilled" ? r.value : undefined));
     for (const r of refs) if (r) held.push(r);
     if (firstError !== undefined) throw firstError;
-    return loaded.map(({ p, ld }, i) => {
+    const parts = loaded.map(({ p, ld }, i): ExportPlatform => {
       const cfg = res.metadata[`containerimage.config/${p.id}`];
       const sources = [...ld.ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : []));
       return {
@@ -234,6 +270,7 @@ export class Controller {
         buildInfo: makeBuildInfo(frontend, fattrs, sources),
       };
     });
+    return { parts, roots: loaded.map(({ root }) => root) };
   }
 
   private async solveLoaded(signal: AbortSignal, loaded: LoadedDefinition, root: { vertex: Vertex; index: number }, progress: ProgressWriter, ctx: SolveCtx = { hooks: {} }): Promise<ImmutableRef> {
@@ -258,9 +295,8 @@ export class Controller {
    * named by index in the image — computed with the image exporter's compression, so the indexes
    * are that image's layers (the exporter then reuses the same blobs).
    */
-  private async withInlineCache(signal: AbortSignal, remote: RemoteCache, ctx: SolveCtx, ref: ImmutableRef, config: Partial<ImageConfig> | undefined, specs: { type: string; attrs: Record<string, string> }[], fattrs: Record<string, string>): Promise<Partial<ImageConfig> | undefined> {
+  private async withInlineCache(signal: AbortSignal, remote: RemoteCache, root: SolveRoot | undefined, ref: ImmutableRef, config: Partial<ImageConfig> | undefined, specs: { type: string; attrs: Record<string, string> }[], fattrs: Record<string, string>): Promise<Partial<ImageConfig> | undefined> {
     const spec = specs.find((e) => ["image", "registry", "oci", "docker"].includes(e.type));
-    const root = ctx.roots?.at(-1);
     const key = root ? [...remote.keys.values()].find((k) => k.vertex === root.vertex)?.key : undefined;
     if (!spec || !root || !key || !config) return config;
     const commit = parseImageCommit(spec.type as "image", exporterAttrs({ ...spec.attrs, type: spec.type }, fattrs));
@@ -277,7 +313,7 @@ export class Controller {
   }
 
   /** What the remote cache needs from the worker, for one build's session. */
-  private remoteCacheDeps(session: Session, providers: BlobProviderScope): RemoteCacheDeps {
+  private remoteCacheDeps(session: Session): RemoteCacheDeps {
     const worker = this.opts.worker;
     return {
       content: worker.content,
@@ -293,21 +329,30 @@ export class Controller {
           annotations: { [annotationUncompressed]: l.diffId, [annotationCreatedAt]: goTime(l.record.createdAt) },
         }));
       },
-      unpack: async (signal, layers, fetch) => {
-        // Lazily: the layers are recorded as blobs and fetched only when needed (an image export
-        // takes the blobs as they are), unpacked only when something mounts them. Layers take the
-        // times the cache recorded, so image history (and digest) match the exporting build's.
-        const ref = await worker.mgr.lazyChain(
-          signal,
-          layers.map((l) => {
-            const at = Date.parse(l.annotations?.[annotationCreatedAt] ?? "");
-            return { digest: l.digest as Digest, mediaType: l.mediaType, size: l.size, diffId: l.annotations?.[annotationUncompressed] as Digest, ...(Number.isFinite(at) ? { createdAt: at } : {}) };
-          }),
-          "pulled from remote cache",
-          providers,
-          (s, blob) => fetch(s, { mediaType: blob.mediaType, digest: blob.digest, size: blob.size }),
-        );
-        if (ref) return ref;
+      unpack: async (signal, layers, fetch, progress, vertex) => {
+        // The image puller's unpack already shares layer snapshots by blob and parent; a cache chain is an image without a config.
+        const img = {
+          ref: "remote cache",
+          config: { rootfs: { type: "layers", diff_ids: layers.map((l) => l.annotations?.[annotationUncompressed]) } },
+          layers,
+          pulled: {
+            fetchBlob: async (s: AbortSignal, d: Descriptor) => {
+              await fetch(s, d);
+              return { digest: d.digest, size: d.size };
+            },
+          },
+        } as unknown as ResolvedImage;
+        // All blobs at once; unpacking then goes layer by layer from the content store.
+        await Promise.all(layers.map((l) => fetch(signal, l)));
+        const ref = await worker.images.unpack(signal, img, progress, vertex);
+        if (ref) {
+          // Layers made here take the times the cache recorded, so image history (and digest) match the exporting build's.
+          ref.chain().forEach((rec, i) => {
+            const at = Date.parse(layers[i]?.annotations?.[annotationCreatedAt] ?? "");
+            if (rec.description === "pulled from remote cache" && Number.isFinite(at) && rec.createdAt !== at) worker.mgr.db.updateRef(rec.id, { createdAt: at });
+          });
+          return ref;
+        }
         const mut = await worker.mgr.newMutable(undefined, "empty result from remote cache");
         return mut.commit();
       },
@@ -366,10 +411,13 @@ export class Controller {
 /** kv bucket: per step place, how its key was formed in the last build (for --explain-cache). */
 const explainBucket = "cache.explain";
 
+/** The vertex and output a solve's result is. */
+type SolveRoot = { vertex: Vertex; index: number };
+
 /** The cache hooks of one build, and where its results' roots are collected (absent for helper solves). */
 interface SolveCtx {
   hooks: SolveHooks;
-  roots?: { vertex: Vertex; index: number }[];
+  roots?: SolveRoot[];
 }
 
 /** Turns a vertex failure into one user-facing error, with the Dockerfile lines when known. */

@@ -62,6 +62,13 @@ function callSignal(call: { on(ev: "cancelled", fn: () => void): unknown; remove
   };
 }
 
+/**
+ * `kiln du`'s record for the root's state outside cache records (database, content store): no
+ * BuildKit record, and never pruned, so clients that expect an empty list after `prune --all`
+ * (BuildKit's own tests, buildx) would wait for it forever. The daemon lists cache records only.
+ */
+const rootStateRecordId = "kiln-metadata";
+
 function anonymousSession(): Session {
   return { id: randomBytes(12).toString("hex"), localDirs: new DiskLocalDirs({}), credentials: { credentials: () => Promise.resolve(undefined) } };
 }
@@ -80,7 +87,7 @@ export class ControlService {
     const impl: Partial<ServiceImpl<typeof control.Control>> = {
       listWorkers: (call, cb) => void this.unary(call, cb, () => this.listWorkers(call.request.filter)),
       info: (call, cb) => void this.unary(call, cb, async () => ({ buildkitVersion: { ...this.opts.version } })),
-      diskUsage: (call, cb) => void this.unary(call, cb, async () => ({ record: (await this.opts.gc.diskUsage(call.request.filter)).map(usageRecord) })),
+      diskUsage: (call, cb) => void this.unary(call, cb, async () => ({ record: (await this.opts.gc.diskUsage(call.request.filter)).filter((r) => r.id !== rootStateRecordId).map(usageRecord) })),
       prune: (call) => void this.prune(call),
       solve: (call, cb) => void this.unary(call, cb, (signal) => this.solve(signal, call.request)),
       status: (call) => void this.status(call),
