@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, readdir, rename, rm, access } from "node:fs/promises";
 import path from "node:path";
 import type { CacheManager, ImmutableRef, KeyLocks } from "../cache/index.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
-import { KilnError, digestOf } from "../util/index.js";
+import { KilnError } from "../util/index.js";
+import { sourceCacheDigest } from "./image.js";
 
 export interface GitSourceSpec {
   /** The URL git fetches from (`git.fullurl`). */
@@ -146,12 +147,17 @@ export class GitSourceOp implements Op {
     return m[1]!;
   }
 
+  /** The commit the ref resolved to, once keyed (provenance records it). */
+  pin(): string | undefined {
+    return this.commit;
+  }
+
   /** BuildKit's key: the commit, `.git` when the directory is kept, `:subdir` when one is taken. */
   async cacheMap(signal: AbortSignal): Promise<CacheMap> {
     let key = await this.resolveCommit(signal);
     if (this.spec.keepGitDir) key += ".git";
     if (this.spec.subdir) key += ":" + this.spec.subdir;
-    return { digest: digestOf(`git:${key}`), deps: [] };
+    return { digest: sourceCacheDigest(key), deps: [] };
   }
 
   async exec(signal: AbortSignal, _ctx: OpContext): Promise<Result[]> {

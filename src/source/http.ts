@@ -10,6 +10,7 @@ import type { CacheManager, ImmutableRef } from "../cache/index.js";
 import type { CacheMap, Op, OpContext, Result } from "../solver/types.js";
 import type { Uploads } from "../session/index.js";
 import { KilnError, digestOf, throwIfAborted } from "../util/index.js";
+import { sourceCacheDigest } from "./image.js";
 
 /** The host of URLs BuildKit's clients hand out for files they upload over the session. */
 const sessionUploadHost = "buildkit-session";
@@ -86,8 +87,12 @@ export class HttpSourceOp implements Op {
 
   /** BuildKit's formatCacheKey: the file's name, permissions, owner and content digest (and its Last-Modified). */
   private key(filename: string, checksum: string, modTime: string): CacheMap {
-    const json = JSON.stringify({ Filename: filename, Perm: this.attrs.perm ?? 0, UID: this.attrs.uid ?? 0, GID: this.attrs.gid ?? 0, Checksum: checksum, ...(modTime ? { LastModTime: modTime } : {}) });
-    return { digest: digestOf(json), deps: [] };
+    // Go's encoding/json of BuildKit's key struct (it escapes <, > and &), hashed, then made a source digest.
+    const json = JSON.stringify({ Filename: filename, Perm: this.attrs.perm ?? 0, UID: this.attrs.uid ?? 0, GID: this.attrs.gid ?? 0, Checksum: checksum, ...(modTime ? { LastModTime: modTime } : {}) }).replace(
+      /[<>&\u2028\u2029]/g,
+      (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"),
+    );
+    return { digest: sourceCacheDigest(digestOf(json)), deps: [] };
   }
 
   private urlKey(): string {
@@ -125,6 +130,11 @@ export class HttpSourceOp implements Op {
     const d = await this.save(signal, uploads.pull(signal, u), {});
     seen.set(this.url, { refId: d.ref.id, checksum: d.checksum, filename: d.filename });
     return d;
+  }
+
+  /** The downloaded file's digest, once fetched (provenance records it). */
+  pin(): string | undefined {
+    return this.attrs.checksum ?? this.download?.checksum;
   }
 
   async cacheMap(signal: AbortSignal): Promise<CacheMap> {
