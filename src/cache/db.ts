@@ -22,6 +22,11 @@ export interface RefRecord {
   /** BuildKit's record type: regular, source.local, exec.cachemount, frontend, internal… */
   recordType: string;
   usageCount: number;
+  /**
+   * A lazy ref: its layer is known only as its blob (digest, media type, diffID), with no
+   * snapshot on disk yet; it is extracted the first time something mounts it.
+   */
+  lazy?: boolean;
 }
 
 interface RefRow {
@@ -38,6 +43,7 @@ interface RefRow {
   meta: string | null;
   record_type: string | null;
   usage_count: number | null;
+  lazy: number | null;
 }
 
 function toRecord(r: RefRow): RefRecord {
@@ -55,6 +61,7 @@ function toRecord(r: RefRow): RefRecord {
     meta: r.meta,
     recordType: r.record_type ?? "regular",
     usageCount: r.usage_count ?? 0,
+    lazy: r.lazy === 1,
   };
 }
 
@@ -134,6 +141,7 @@ export class MetadataDB {
     const cols = new Set((this.db.prepare("PRAGMA table_info(refs)").all() as { name: string }[]).map((c) => c.name));
     if (!cols.has("record_type")) this.db.exec("ALTER TABLE refs ADD COLUMN record_type TEXT");
     if (!cols.has("usage_count")) this.db.exec("ALTER TABLE refs ADD COLUMN usage_count INTEGER");
+    if (!cols.has("lazy")) this.db.exec("ALTER TABLE refs ADD COLUMN lazy INTEGER");
   }
 
   getRef(id: string): RefRecord | undefined {
@@ -148,10 +156,10 @@ export class MetadataDB {
   insertRef(rec: RefRecord): void {
     this.db
       .prepare(
-        `INSERT INTO refs (id, parent, created_at, last_used_at, description, size, blob_digest, blob_media_type, blob_size, diff_id, meta, record_type, usage_count)
-         VALUES (@id, @parent, @createdAt, @lastUsedAt, @description, @size, @blobDigest, @blobMediaType, @blobSize, @diffId, @meta, @recordType, @usageCount)`,
+        `INSERT INTO refs (id, parent, created_at, last_used_at, description, size, blob_digest, blob_media_type, blob_size, diff_id, meta, record_type, usage_count, lazy)
+         VALUES (@id, @parent, @createdAt, @lastUsedAt, @description, @size, @blobDigest, @blobMediaType, @blobSize, @diffId, @meta, @recordType, @usageCount, @lazy)`,
       )
-      .run(rec);
+      .run({ ...rec, lazy: rec.lazy ? 1 : 0 });
   }
 
   updateRef(id: string, fields: Partial<Omit<RefRecord, "id">>): void {
@@ -168,11 +176,12 @@ export class MetadataDB {
       meta: "meta",
       recordType: "record_type",
       usageCount: "usage_count",
+      lazy: "lazy",
     };
     const keys = Object.keys(fields).filter((k) => k in cols);
     if (keys.length === 0) return;
     const sql = `UPDATE refs SET ${keys.map((k) => `${cols[k]} = @${k}`).join(", ")} WHERE id = @id`;
-    this.db.prepare(sql).run({ ...fields, id });
+    this.db.prepare(sql).run({ ...fields, ...(fields.lazy !== undefined ? { lazy: fields.lazy ? 1 : 0 } : {}), id });
   }
 
   deleteRef(id: string): void {
@@ -291,6 +300,30 @@ export class MetadataDB {
       .prepare(`SELECT 1 FROM lease_resources WHERE kind IN ('ref', 'snapshot') AND id = ? ${deadLeases.length ? `AND lease NOT IN (${deadLeases.map(() => "?").join(",")})` : ""} LIMIT 1`)
       .get(id, ...deadLeases);
     return row !== undefined;
+  }
+
+  /**
+   * Claims the extraction of lazy ref `id` for `lease`: "done" when it is extracted already (or
+   * gone), "busy" while another live lease extracts it. One write transaction, so two processes
+   * sharing the root never unpack into the same snapshot.
+   */
+  claimExtraction(id: string, lease: string): "claimed" | "busy" | "done" {
+    return this.transaction(() => {
+      const row = this.db.prepare("SELECT lazy FROM refs WHERE id = ?").get(id) as { lazy: number | null } | undefined;
+      if (!row || row.lazy !== 1) return "done";
+      const other = this.db.prepare("SELECT 1 FROM lease_resources WHERE kind = 'extract' AND id = ? AND lease != ? LIMIT 1").get(id, lease);
+      if (other) return "busy";
+      this.addLeaseResource(lease, "extract", id);
+      return "claimed";
+    });
+  }
+
+  /** Records that lazy ref `id` now has its snapshot, of `size` bytes (its reservation becomes the row's size). */
+  markExtracted(id: string, size: number): void {
+    this.transaction(() => {
+      this.db.prepare("UPDATE refs SET lazy = 0, size = ? WHERE id = ?").run(size, id);
+      this.releaseReservation(id);
+    });
   }
 
   /** Whether any ref still uses this layer blob. */

@@ -1,8 +1,12 @@
 // Refs: immutable (committed, shareable, cached) and mutable (being written by one op) handles
 // to snapshots, recorded in the metadata database.
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { decompressLayer } from "../content/decompress.js";
+import type { ContentStore } from "../content/types.js";
+import { applyLayer } from "../snapshot/apply.js";
 import type { ActiveMount, MountSpec, Snapshotter } from "../snapshot/types.js";
-import type { Digest } from "../util/index.js";
+import { Flight, KilnError, type Digest } from "../util/index.js";
 import type { MetadataDB, RefRecord } from "./db.js";
 
 export interface LayerBlob {
@@ -10,6 +14,23 @@ export interface LayerBlob {
   mediaType: string;
   size: number;
   diffId: Digest;
+}
+
+/** A layer known by its blob, for a lazy ref. */
+export interface LazyLayer extends LayerBlob {
+  /** When the layer was made (the exporting build's time), for image history. */
+  createdAt?: number;
+}
+
+/** Brings a blob into the content store (verified), from wherever it lives (a registry, a cache directory, S3). */
+export type BlobProvider = (signal: AbortSignal, blob: LayerBlob) => Promise<void>;
+
+/**
+ * Where this process may fetch the blobs of lazy refs from, for as long as the scope is open (one
+ * solve: its session's credentials are what the providers use).
+ */
+export interface BlobProviderScope extends Disposable {
+  add(digest: string, provider: BlobProvider): void;
 }
 
 export interface CacheManagerOptions {
@@ -21,7 +42,11 @@ export interface CacheManagerOptions {
    * as reserved until the ref row exists.
    */
   reserve?: (signal: AbortSignal, id: string, bytes: number) => Promise<void>;
+  /** Where lazy refs' blobs are kept; without it, lazy refs can't be made. */
+  content?: ContentStore;
 }
+
+const never = new AbortController().signal;
 
 export class CacheManager {
   private readonly counts = new Map<string, number>();
@@ -48,8 +73,9 @@ export class CacheManager {
     });
   }
 
-  /** A writable snapshot on top of `parent` (or empty). Commit it or discard it. */
-  async newMutable(parent: ImmutableRef | undefined, description: string, recordType = "regular"): Promise<MutableRef> {
+  /** A writable snapshot on top of `parent` (or empty); a lazy parent is extracted first. Commit it or discard it. */
+  async newMutable(parent: ImmutableRef | undefined, description: string, recordType = "regular", signal: AbortSignal = never): Promise<MutableRef> {
+    if (parent) await this.extract(signal, parent.id);
     const id = newRefId();
     this.lease("snapshot", id, true);
     try {
@@ -93,6 +119,167 @@ export class CacheManager {
     const out = new Set<string>();
     for (const k of this.resourceCounts.keys()) if (k.startsWith(`${kind}\0`)) out.add(k.slice(kind.length + 1));
     return out;
+  }
+
+  // ---- lazy refs ----
+
+  private readonly providers = new Map<string, BlobProvider[]>();
+  private readonly extracting = new Flight<void>();
+  private readonly fetching = new Flight<void>();
+  private readonly adding = new Flight<string>();
+
+  /** Opens a scope whose providers serve blobs until it is disposed. */
+  providerScope(): BlobProviderScope {
+    const added: [string, BlobProvider][] = [];
+    return {
+      add: (digest, provider) => {
+        added.push([digest, provider]);
+        this.providers.set(digest, [...(this.providers.get(digest) ?? []), provider]);
+      },
+      [Symbol.dispose]: () => {
+        for (const [digest, p] of added.splice(0)) {
+          const left = (this.providers.get(digest) ?? []).filter((x) => x !== p);
+          if (left.length > 0) this.providers.set(digest, left);
+          else this.providers.delete(digest);
+        }
+      },
+    };
+  }
+
+  private content(): ContentStore {
+    if (!this.opts.content) throw new Error("lazy refs need the cache manager's content store");
+    return this.opts.content;
+  }
+
+  /**
+   * A chain of refs for layers known only as blobs, base first: layers already recorded on the
+   * same parent (extracted or lazy) are reused, the others are recorded lazily — no download, no
+   * unpacking. Their blobs come from the content store or, on demand, from `provider` (which
+   * the caller's scope holds). Undefined for no layers.
+   */
+  async lazyChain(signal: AbortSignal, layers: LazyLayer[], description: string, scope?: BlobProviderScope, provider?: BlobProvider): Promise<ImmutableRef | undefined> {
+    let parent: ImmutableRef | undefined;
+    try {
+      for (const layer of layers) {
+        signal.throwIfAborted();
+        if (scope && provider) scope.add(layer.digest, provider);
+        const parentId = parent?.id ?? null;
+        const id = await this.adding.run(`${layer.digest}|${parentId ?? ""}`, async () => {
+          const found = this.db.findByBlob(layer.digest, parentId);
+          if (found) return found.id;
+          const id = newRefId();
+          // The blob counts against the cap from now on (it is the ref's until the ref goes).
+          if (!this.db.blobInUse(layer.digest)) await this.opts.reserve?.(signal, id, layer.size);
+          const now = Date.now();
+          this.db.commitRef({
+            id,
+            parent: parentId,
+            createdAt: layer.createdAt ?? now,
+            lastUsedAt: now,
+            description,
+            size: 0,
+            blobDigest: layer.digest,
+            blobMediaType: layer.mediaType,
+            blobSize: layer.size,
+            diffId: layer.diffId,
+            meta: null,
+            recordType: "regular",
+            usageCount: 1,
+            lazy: true,
+          });
+          return id;
+        });
+        const next = this.tryGet(id);
+        if (!next) throw new KilnError("KILN_CACHE_GONE", `layer ${layer.digest} was collected while it was being recorded`);
+        await parent?.release();
+        parent = next;
+      }
+      return parent;
+    } catch (err) {
+      await parent?.release();
+      throw err;
+    }
+  }
+
+  /** Whether every blob a ref's lazy layers need is here or can be fetched (a cache hit can be served). */
+  async canServe(ref: ImmutableRef): Promise<boolean> {
+    for (const rec of ref.chain()) {
+      if (!rec.lazy || !rec.blobDigest) continue;
+      if (this.providers.has(rec.blobDigest)) continue;
+      if (!(await this.content().has(rec.blobDigest as Digest))) return false;
+    }
+    return true;
+  }
+
+  /** Makes a layer's blob present in the content store: already there, or fetched from a provider. */
+  async ensureBlob(signal: AbortSignal, blob: LayerBlob, what: string): Promise<void> {
+    const content = this.opts.content;
+    if (await content?.has(blob.digest)) return;
+    await this.fetching.run(blob.digest, async () => {
+      if (await content?.has(blob.digest)) return;
+      const providers = this.providers.get(blob.digest) ?? [];
+      if (providers.length === 0) throw new KilnError("KILN_BLOB_MISSING", `layer blob ${blob.digest} (${what}) is not in the content store and no cache import provides it`);
+      let last: unknown;
+      for (const p of providers) {
+        try {
+          await p(signal, blob);
+          return;
+        } catch (err) {
+          if (signal.aborted) throw err;
+          last = err;
+        }
+      }
+      throw last;
+    });
+  }
+
+  /** Extracts ref `id` and its lazy ancestors into snapshots (no-op for a ref that has one). */
+  async extract(signal: AbortSignal, id: string): Promise<void> {
+    const chain: RefRecord[] = [];
+    for (let cur = this.db.getRef(id); cur; cur = cur.parent ? this.db.getRef(cur.parent) : undefined) chain.push(cur);
+    for (const rec of chain.reverse()) if (rec.lazy) await this.extracting.run(rec.id, () => this.extractOne(signal, rec));
+  }
+
+  private async extractOne(signal: AbortSignal, rec: RefRecord): Promise<void> {
+    const lease = this.opts.leaseId;
+    if (lease) {
+      let delay = 20;
+      for (;;) {
+        const state = this.db.claimExtraction(rec.id, lease);
+        if (state === "done") return;
+        if (state === "claimed") break;
+        await sleep(delay, undefined, { signal });
+        delay = Math.min(delay * 2, 250);
+      }
+    } else if (!this.db.getRef(rec.id)?.lazy) return;
+    try {
+      const blob: LayerBlob = { digest: rec.blobDigest as Digest, mediaType: rec.blobMediaType ?? "", size: rec.blobSize ?? 0, diffId: rec.diffId as Digest };
+      // A crash of an earlier extraction left its snapshot: finished (only the row missed it) or half-made.
+      const left = await this.snapshotter.stat(rec.id);
+      if (left?.kind === "committed") return this.db.markExtracted(rec.id, await this.snapshotter.usage(rec.id));
+      if (left) await this.snapshotter.remove(rec.id);
+      await this.ensureBlob(signal, blob, rec.description);
+      this.lease("snapshot", rec.id, true);
+      try {
+        await this.snapshotter.prepare(rec.id, rec.parent ?? undefined);
+        try {
+          const res = await applyLayer(signal, this.snapshotter, rec.id, decompressLayer(this.content().createReadStream(blob.digest), blob.mediaType));
+          if (blob.diffId && res.diffId !== blob.diffId) throw new KilnError("KILN_LAYER_DIGEST", `layer ${blob.digest} (${rec.description}): uncompressed digest ${res.diffId} does not match the recorded ${blob.diffId}`);
+          const size = await this.snapshotter.usage(rec.id);
+          await this.opts.reserve?.(signal, rec.id, size);
+          await this.snapshotter.commit(rec.id);
+          this.db.markExtracted(rec.id, size);
+        } catch (err) {
+          this.db.releaseReservation(rec.id);
+          await this.snapshotter.remove(rec.id).catch(() => {});
+          throw err;
+        }
+      } finally {
+        this.lease("snapshot", rec.id, false);
+      }
+    } finally {
+      if (lease) this.db.removeLeaseResource(lease, "extract", rec.id);
+    }
   }
 
   /** Finds an already unpacked layer with this blob on this parent, so layers unpack once. */
@@ -144,6 +331,16 @@ export class ImmutableRef {
     return this.rec.description;
   }
 
+  /** Whether the ref (or an ancestor) still has no snapshot: its content is only known as blobs. */
+  get lazy(): boolean {
+    return this.chain().some((r) => r.lazy === true);
+  }
+
+  /** Extracts the ref's lazy layers into snapshots, so its directories exist (mounting does this itself). */
+  extract(signal: AbortSignal): Promise<void> {
+    return this.mgr.extract(signal, this.rec.id);
+  }
+
   clone(): ImmutableRef {
     return this.mgr.handle(this.rec);
   }
@@ -175,11 +372,13 @@ export class ImmutableRef {
     this.mgr.db.updateRef(this.rec.id, { blobDigest: blob.digest, blobMediaType: blob.mediaType, blobSize: blob.size, diffId: blob.diffId });
   }
 
-  mounts(readonly = true): Promise<MountSpec[]> {
+  async mounts(readonly = true, signal: AbortSignal = never): Promise<MountSpec[]> {
+    await this.mgr.extract(signal, this.rec.id);
     return this.mgr.snapshotter.mounts(this.rec.id, readonly);
   }
 
-  mount(signal: AbortSignal): Promise<ActiveMount> {
+  async mount(signal: AbortSignal): Promise<ActiveMount> {
+    await this.mgr.extract(signal, this.rec.id);
     return this.mgr.snapshotter.mount(signal, this.rec.id, true);
   }
 }

@@ -10,7 +10,9 @@ export class RefCacheStore implements CacheStore {
     const ids = this.mgr.db.lookupCache(key, outputs);
     if (!ids) return undefined;
     const refs = ids.map((id) => this.mgr.tryGet(id));
-    if (refs.some((r) => r === undefined)) {
+    // A lazy ref whose blobs are neither here nor fetchable (its import was another solve's) can't be served.
+    const servable = refs.every((r) => r !== undefined) && (await Promise.all(refs.map((r) => this.mgr.canServe(r!)))).every(Boolean);
+    if (!servable) {
       await Promise.all(refs.map((r) => r?.release()));
       return undefined;
     }

@@ -2,3 +2,4 @@
 export * from "./types.js";
 export * from "./store.js";
 export { SharedFlight } from "./sharedflight.js";
+export { decompressLayer, layerCompression } from "./decompress.js";

@@ -5,7 +5,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { DefinitionSchema } from "../api/index.js";
 import { randomBytes } from "node:crypto";
 import { loadDefinition, type LoadedDefinition } from "../llb/index.js";
-import type { ImmutableRef } from "../cache/index.js";
+import type { BlobProviderScope, ImmutableRef } from "../cache/index.js";
 import { buildInfoJSON, makeBuildInfo, resolveExporter, type ExportOutputs, type ExportPlatform, type ExporterInstance } from "../exporter/index.js";
 import type { RegistryHostConfig } from "../remotes/index.js";
 import { parsePlatformsMetadata, type Frontend, type FrontendBridge, type FrontendResult } from "../frontend/index.js";
@@ -17,7 +17,7 @@ import type { Descriptor, ImageConfig } from "../api/oci.js";
 import { layerBlobs, layerMediaType, parseImageCommit } from "../exporter/index.js";
 import { RegistryResolver } from "../remotes/index.js";
 import { MissExplainer, mergeHooks, RemoteCache, inlineCacheKey, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
-import { LocalSourceOp, type ResolvedImage } from "../source/index.js";
+import { LocalSourceOp } from "../source/index.js";
 import type { Result, SolveHooks } from "../solver/index.js";
 
 export interface SolveRequest {
@@ -129,9 +129,11 @@ export class Controller {
     const cacheExports = req.cache?.exports ?? [];
     checkCacheEntries(cacheExports, "export");
     const held: ImmutableRef[] = [];
+    // Imported cache layers stay blobs in the registry until needed: fetchable while this solve runs.
+    using providers = worker.mgr.providerScope();
     // Cache hooks and the roots the cache export starts from (the build's results, not the frontend's helper solves).
     const cacheImports = withFrontendCacheImports(req.cache?.imports ?? [], req.frontend || req.gateway ? fattrs : {});
-    const remote = cacheImports.length || cacheExports.length ? RemoteCache.open(signal, cacheImports, this.remoteCacheDeps(session), progress) : undefined;
+    const remote = cacheImports.length || cacheExports.length ? RemoteCache.open(signal, cacheImports, this.remoteCacheDeps(session, providers), progress) : undefined;
     const db = worker.mgr.db;
     const explainer = new MissExplainer({ get: (id) => db.getKV(explainBucket, id), set: (id, v) => db.setKV(explainBucket, id, v) }, progress, req.explainCache === true);
     const solveCtx: SolveCtx = { hooks: mergeHooks(remote?.hooks() ?? {}, explainer.hooks()), roots: [] };
@@ -313,7 +315,7 @@ export class Controller {
   }
 
   /** What the remote cache needs from the worker, for one build's session. */
-  private remoteCacheDeps(session: Session): RemoteCacheDeps {
+  private remoteCacheDeps(session: Session, providers: BlobProviderScope): RemoteCacheDeps {
     const worker = this.opts.worker;
     return {
       content: worker.content,
@@ -329,30 +331,21 @@ export class Controller {
           annotations: { [annotationUncompressed]: l.diffId, [annotationCreatedAt]: goTime(l.record.createdAt) },
         }));
       },
-      unpack: async (signal, layers, fetch, progress, vertex) => {
-        // The image puller's unpack already shares layer snapshots by blob and parent; a cache chain is an image without a config.
-        const img = {
-          ref: "remote cache",
-          config: { rootfs: { type: "layers", diff_ids: layers.map((l) => l.annotations?.[annotationUncompressed]) } },
-          layers,
-          pulled: {
-            fetchBlob: async (s: AbortSignal, d: Descriptor) => {
-              await fetch(s, d);
-              return { digest: d.digest, size: d.size };
-            },
-          },
-        } as unknown as ResolvedImage;
-        // All blobs at once; unpacking then goes layer by layer from the content store.
-        await Promise.all(layers.map((l) => fetch(signal, l)));
-        const ref = await worker.images.unpack(signal, img, progress, vertex);
-        if (ref) {
-          // Layers made here take the times the cache recorded, so image history (and digest) match the exporting build's.
-          ref.chain().forEach((rec, i) => {
-            const at = Date.parse(layers[i]?.annotations?.[annotationCreatedAt] ?? "");
-            if (rec.description === "pulled from remote cache" && Number.isFinite(at) && rec.createdAt !== at) worker.mgr.db.updateRef(rec.id, { createdAt: at });
-          });
-          return ref;
-        }
+      unpack: async (signal, layers, fetch) => {
+        // Lazily: the layers are recorded as blobs and fetched only when needed (an image export
+        // takes the blobs as they are), unpacked only when something mounts them. Layers take the
+        // times the cache recorded, so image history (and digest) match the exporting build's.
+        const ref = await worker.mgr.lazyChain(
+          signal,
+          layers.map((l) => {
+            const at = Date.parse(l.annotations?.[annotationCreatedAt] ?? "");
+            return { digest: l.digest as Digest, mediaType: l.mediaType, size: l.size, diffId: l.annotations?.[annotationUncompressed] as Digest, ...(Number.isFinite(at) ? { createdAt: at } : {}) };
+          }),
+          "pulled from remote cache",
+          providers,
+          (s, blob) => fetch(s, { mediaType: blob.mediaType, digest: blob.digest, size: blob.size }),
+        );
+        if (ref) return ref;
         const mut = await worker.mgr.newMutable(undefined, "empty result from remote cache");
         return mut.commit();
       },
@@ -376,6 +369,7 @@ export class Controller {
         if (!ref) return undefined;
         // A single-layer ref (a local source) is readable straight from its directory.
         const rec = ref.record;
+        await ref.extract(signal);
         const read = async (root: string) => {
           try {
             return await readFile(await secureJoin(root, p));
@@ -392,6 +386,7 @@ export class Controller {
         const ref = refs.get(id);
         if (!ref) return undefined;
         const done = { [Symbol.asyncDispose]: () => Promise.resolve() };
+        await ref.extract(signal);
         if (!ref.record.parent) return { path: this.opts.worker.mgr.snapshotter.upperDir(ref.id), ...done };
         return ref.mount(signal);
       },

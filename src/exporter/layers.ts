@@ -66,7 +66,8 @@ async function ensureBlob(signal: AbortSignal, mgr: CacheManager, content: Conte
     // A layer that arrived as a blob (a base-image layer): as it is, unless forced into another compression.
     const kind = compressionOfMediaType(own.mediaType);
     if (!opts.compression.force || (kind === opts.compression.type && opts.compression.type !== "estargz")) {
-      if (!(await content.has(own.digest))) throw new KilnError("KILN_EXPORTER", `layer blob ${own.digest} (${ref.description}) is missing from the content store`);
+      // A lazy (imported) layer's blob may still be in the registry it came from.
+      if (!(await content.has(own.digest))) await mgr.ensureBlob(signal, own, ref.description);
       return { digest: own.digest, size: own.size, diffId: own.diffId, mediaType: own.mediaType };
     }
   }
@@ -75,7 +76,7 @@ async function ensureBlob(signal: AbortSignal, mgr: CacheManager, content: Conte
     if (again && (await content.has(again.digest))) return again;
     let blob: CompressedBlob;
     if (original && own) {
-      if (!(await content.has(own.digest))) throw new KilnError("KILN_EXPORTER", `layer blob ${own.digest} (${ref.description}) is missing from the content store`);
+      if (!(await content.has(own.digest))) await mgr.ensureBlob(signal, own, ref.description);
       blob = await compressInto(signal, content, decompressed(content.createReadStream(own.digest), own.mediaType), opts.compression);
       if (opts.compression.type !== "estargz" && blob.diffId !== own.diffId) {
         throw new KilnError("KILN_EXPORTER", `recompressing ${own.digest}: its content is ${blob.diffId}, expected ${own.diffId}`);

@@ -37,7 +37,7 @@ export async function openWorker(opts: OpenWorkerOptions): Promise<OpenedWorker>
     const recovery = await recover({ root: opts.root, db, snapshotter, content, executor });
     // The collector needs the manager and the manager calls the collector before each commit.
     const late: { gc?: GarbageCollector } = {};
-    const mgr = new CacheManager(db, snapshotter, { leaseId, reserve: (signal, id, bytes) => late.gc?.reserve(signal, id, bytes) ?? Promise.resolve() });
+    const mgr = new CacheManager(db, snapshotter, { leaseId, content, reserve: (signal, id, bytes) => late.gc?.reserve(signal, id, bytes) ?? Promise.resolve() });
     const gc = (late.gc = new GarbageCollector({
       mgr,
       content,

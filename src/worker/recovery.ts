@@ -67,6 +67,8 @@ export async function recover(d: RecoveryDeps): Promise<RecoveryReport> {
   const refs = d.db.allRefs();
   const missing = new Set<string>();
   for (const r of refs) {
+    // A lazy ref has no snapshot yet (its extraction repairs what a crash left of one).
+    if (r.lazy) continue;
     const info = await d.snapshotter.stat(r.id);
     if (!info || info.kind !== "committed") missing.add(r.id);
   }
