@@ -19,6 +19,7 @@ import { RegistryResolver } from "../remotes/index.js";
 import { MissExplainer, mergeHooks, RemoteCache, inlineCacheKey, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
 import { LocalSourceOp } from "../source/index.js";
 import type { Result, SolveHooks } from "../solver/index.js";
+import { BuildAttestations, type AttestationDeps } from "./attestations.js";
 
 export interface SolveRequest {
   ref?: string;
@@ -126,6 +127,7 @@ export class Controller {
       return { exp, out };
     });
     const entitlements = grantEntitlements(req.entitlements ?? [], this.opts.entitlements ?? []);
+    const attest = BuildAttestations.open(fattrs, req.frontend, Object.keys(req.frontendInputs ?? {}).length > 0);
     const cacheExports = req.cache?.exports ?? [];
     checkCacheEntries(cacheExports, "export");
     const held: ImmutableRef[] = [];
@@ -136,7 +138,17 @@ export class Controller {
     const remote = cacheImports.length || cacheExports.length ? RemoteCache.open(signal, cacheImports, this.remoteCacheDeps(session, providers), progress) : undefined;
     const db = worker.mgr.db;
     const explainer = new MissExplainer({ get: (id) => db.getKV(explainBucket, id), set: (id, v) => db.setKV(explainBucket, id, v) }, progress, req.explainCache === true);
-    const solveCtx: SolveCtx = { hooks: mergeHooks(remote?.hooks() ?? {}, explainer.hooks()), roots: [] };
+    const solveCtx: SolveCtx = { hooks: mergeHooks(mergeHooks(remote?.hooks() ?? {}, explainer.hooks()), attest?.hooks() ?? {}), roots: [] };
+    const bridge = this.bridge(session, progress, held, entitlements, solveCtx.hooks);
+    const attestDeps: AttestationDeps = {
+      worker,
+      bridge,
+      solve: async (s, def) => {
+        const r = await this.solveDefinition(s, def, session, progress, entitlements, { hooks: solveCtx.hooks });
+        if (r) held.push(r);
+        return r;
+      },
+    };
     const exportCache = async (): Promise<void> => {
       if (!remote || cacheExports.length === 0) return;
       const keyOf = new Map([...remote.keys.values()].map((k) => [k.vertex, k.key]));
@@ -150,13 +162,15 @@ export class Controller {
       let definition = req.definition;
       let config: Partial<ImageConfig> | undefined;
       let frontendName = req.frontend;
+      let frontendResult: FrontendResult | undefined;
       if (req.frontend || req.gateway) {
         const fe = req.gateway ?? this.opts.frontends[req.frontend ?? ""];
         if (!fe) throw new KilnError("KILN_FRONTEND", `frontend ${JSON.stringify(req.frontend)} not found`);
         const attrs = req.frontendAttrs ?? {};
-        const res = await fe.solve(signal, this.bridge(session, progress, held, entitlements, solveCtx.hooks), { attrs, sessionId: session.id, buildPlatform: worker.platform, ...(req.frontendInputs ? { inputs: req.frontendInputs } : {}) });
+        const res = await fe.solve(signal, attest ? attest.wrapBridge(bridge) : bridge, { attrs, sessionId: session.id, buildPlatform: worker.platform, ...(req.frontendInputs ? { inputs: req.frontendInputs } : {}) });
         if (res.refs) {
           const { parts, roots } = await this.solvePlatforms(signal, res, session, progress, entitlements, held, res.frontend ?? req.frontend, fattrs, solveCtx);
+          if (attest) await attest.attachToPlatforms(signal, attestDeps, parts, res);
           if (remote && cacheExports.some((e) => e.type === "inline")) {
             await Promise.all(parts.map(async (p, i) => (p.config = p.ref ? await this.withInlineCache(signal, remote, roots[i], p.ref, p.config, specs, fattrs) : p.config)));
           }
@@ -175,6 +189,7 @@ export class Controller {
         frontendName = res.frontend ?? req.frontend;
         const cfg = res.metadata["containerimage.config"];
         if (cfg) config = JSON.parse(Buffer.from(cfg).toString("utf8")) as Partial<ImageConfig>;
+        frontendResult = res;
       }
       const ref = definition ? await this.solveDefinition(signal, definition, session, progress, entitlements, solveCtx) : undefined;
       if (ref) held.push(ref);
@@ -186,7 +201,8 @@ export class Controller {
       const buildInfo = makeBuildInfo(frontendName, fattrs, sources);
       const res: Record<string, string> = {};
       if (remote && ref && cacheExports.some((e) => e.type === "inline")) config = await this.withInlineCache(signal, remote, solveCtx.roots?.at(-1), ref, config, specs, fattrs);
-      for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials }, out, progress));
+      const attestations = attest ? await attest.forSingle(signal, attestDeps, { definition, ref, config, frontendResult }) : undefined;
+      for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials, ...(attestations ? { attestations } : {}) }, out, progress));
       await exportCache();
       return res;
     } finally {
