@@ -33,6 +33,13 @@ export interface RemoteCacheDeps {
   volatile?(info: KeyInfo): boolean;
 }
 
+/**
+ * Blobs pushed at once to a registry or cache directory unless upload_parallelism says otherwise:
+ * each push is a few round trips of waiting on the registry, so more in flight is what makes an
+ * export fast (BuildKit pushes a cache's blobs concurrently too).
+ */
+const registryUploadParallelism = 16;
+
 const commonAttrs = ["mode", "oci-mediatypes", "image-manifest", "compression", "compression-level", "force-compression", "ignore-error"];
 const s3Attrs = ["bucket", "region", "endpoint_url", "use_path_style", "access_key_id", "secret_access_key", "session_token", "prefix", "blobs_prefix", "manifests_prefix", "name", "touch_refresh", "upload_parallelism"];
 const azblobAttrs = ["account_url", "container", "secret_access_key", "prefix", "blobs_prefix", "manifests_prefix", "name", "upload_parallelism"];
@@ -352,16 +359,18 @@ export class RemoteCache {
     const imageManifest = bool(e.attrs, "image-manifest", false);
     const built = await this.build(signal, e, roots);
     const layerDescs = built.config.layers.map((l) => built.blobs.get(l.blob)).filter((d): d is Descriptor => d !== undefined);
-    // Blobs concurrently, the documents after them: a reader never finds an index whose blobs are missing.
+    // Blobs (the config among them) all at once, the top document after them: a reader never
+    // finds an index whose blobs are missing. putBlob skips a blob the target has (one HEAD).
     const unique = [...new Map(layerDescs.map((d) => [d.digest, d])).values()];
-    await this.parallel(unique, Number(e.attrs.upload_parallelism ?? 4), (desc) =>
-      this.writingLayer(vertex, desc, async () => {
-        if (!(await target.hasBlob(signal, desc))) await target.putBlob(signal, desc, () => this.deps.content.createReadStream(desc.digest as Digest));
-      }),
-    );
     const configBytes = Buffer.from(marshalConfig(built.config));
     const configDesc: Descriptor = { mediaType: cacheConfigMediaType, digest: digestOf(configBytes), size: configBytes.length };
-    await target.putBlob(signal, configDesc, () => Readable.from([configBytes]));
+    const uploads: { desc: Descriptor; open: () => Readable; layer: boolean }[] = [
+      ...unique.map((desc) => ({ desc, open: () => this.deps.content.createReadStream(desc.digest as Digest), layer: true })),
+      { desc: configDesc, open: () => Readable.from([configBytes]), layer: false },
+    ];
+    await this.parallel(uploads, Number(e.attrs.upload_parallelism ?? registryUploadParallelism), (u) =>
+      u.layer ? this.writingLayer(vertex, u.desc, () => target.putBlob(signal, u.desc, u.open)) : target.putBlob(signal, u.desc, u.open),
+    );
     let root: { mediaType: string; body: Buffer };
     if (imageManifest) {
       const m = { schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers: layerDescs };
