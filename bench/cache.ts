@@ -4,7 +4,7 @@
 //   export: every step already cached locally; the build exports the cache to a new repository.
 //   import: an empty root imports that cache; every step hits, the image is written to a tarball
 //           (so the result's layers are pulled).
-// Usage (root): node --import tsx bench/cache.ts [--runs 5] [--buildkit-bin DIR]
+// Usage (root): node --import tsx bench/cache.ts [--runs 5] [--buildkit-bin DIR] [--engines kiln,kilnd,buildkit]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -14,7 +14,8 @@ import { buildkitDaemon, findBuildkit, kilnDaemon } from "./daemons.js";
 import { fourStageFiles, median, timed } from "./measure.js";
 
 const repoRoot = path.resolve(import.meta.dirname, "..");
-const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, "buildkit-bin": { type: "string" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, "buildkit-bin": { type: "string" }, engines: { type: "string", default: "kiln,kilnd,buildkit" } } });
+const wanted = new Set(values.engines.split(","));
 const runs = Number(values.runs);
 
 const files = fourStageFiles();
@@ -86,11 +87,11 @@ try {
     await mkdir(path.dirname(path.join(ctx, name)), { recursive: true });
     await writeFile(path.join(ctx, name), content);
   }
-  engines.push(kiln(tmp, config));
-  engines.push(await kilnd(tmp, config));
-  const bk = await buildkit(tmp, config, values["buildkit-bin"]);
+  if (wanted.has("kiln")) engines.push(kiln(tmp, config));
+  if (wanted.has("kilnd")) engines.push(await kilnd(tmp, config));
+  const bk = wanted.has("buildkit") ? await buildkit(tmp, config, values["buildkit-bin"]) : undefined;
   if (bk) engines.push(bk);
-  else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
+  else if (wanted.has("buildkit")) console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
   const out = path.join(tmp, "out.tar");
   const results = new Map<string, { export: number[]; import: number[] }>();
   for (const e of engines) {
