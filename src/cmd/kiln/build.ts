@@ -11,6 +11,7 @@ import { CanceledError, KilnError } from "../../util/index.js";
 import type { ProgressWriter } from "../../solver/index.js";
 import { daemonOptions, detectDaemon, type DaemonFlags } from "./daemon.js";
 import { localDirFlags, readStdinDefinition } from "./build-stdin.js";
+import { attestAttrs } from "./attest.js";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -27,6 +28,9 @@ interface BuildFlags {
   frontend?: string;
   local: string[];
   opt: string[];
+  attest?: string[];
+  provenance?: string | boolean;
+  sbom?: string | boolean;
   metadataFile?: string;
   push?: boolean;
   allow: string[];
@@ -73,6 +77,9 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
     .option("--explain-cache", "say in the progress output why each step that runs missed the cache (also KILN_EXPLAIN_CACHE=1)")
     .option("--ssh <spec>", "ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)", collect, [])
     .option("--ref-file <file>", "write the build ref to a file")
+    .option("--attest <spec>", "attestation: type=provenance[,mode=min|max] | type=sbom[,generator=IMAGE] (repeatable)", collect, [])
+    .option("--provenance [value]", "shorthand for --attest type=provenance: true (mode=min), false, min, max or mode=…")
+    .option("--sbom [value]", "shorthand for --attest type=sbom: true, false or generator=IMAGE")
     .action(async (ctxPath: string | undefined, flags: BuildFlags) => {
       setExit(await build(program.opts<GlobalFlags>(), ctxPath, flags));
     });
@@ -108,6 +115,7 @@ function toRequest(ctxPath: string | undefined, flags: BuildFlags): { req: Solve
     } else attrs[`build-arg:${a.slice(0, i)}`] = a.slice(i + 1);
   }
   if (flags.target) attrs.target = flags.target;
+  Object.assign(attrs, attestAttrs(flags));
   // buildx's spelling: a comma list, the flag repeated, or both.
   const platforms = flags.platform.flatMap((p) => p.split(",")).map((p) => p.trim()).filter(Boolean);
   if (platforms.length > 0) attrs.platform = platforms.join(",");
