@@ -11,7 +11,7 @@ import type { Descriptor, Index, Manifest } from "../api/oci.js";
 import type { ContentStore } from "../content/types.js";
 import { formatReference, type Reference, type Resolver } from "../remotes/index.js";
 import { KilnError, assertDigest, digestOf, isDigest, type Digest } from "../util/index.js";
-import { annotationUncompressed, cacheConfigMediaType, parseConfig, parseRecords } from "./config.js";
+import { annotationCreatedAt, annotationUncompressed, cacheConfigMediaType, parseConfig, parseRecords, type CacheConfig } from "./config.js";
 import type { ImportedConfig } from "./graph.js";
 
 /** Where an exported cache goes. */
@@ -235,12 +235,24 @@ export async function readCache(signal: AbortSignal, src: CacheSource, platform?
   let configDesc: Descriptor | undefined;
   let layers: Descriptor[] = [];
   if (Array.isArray(doc.manifests) && !doc.manifests.some((m) => m.mediaType === cacheConfigMediaType) && doc.manifests.some((m) => imageManifestTypes.includes(m.mediaType))) {
-    // An image index: the inline cache of this platform's image.
+    // An image index: the inline caches of all its images, as BuildKit imports them (a
+    // multi-platform build matches each platform's steps against that platform's image);
+    // this platform's image first, and images without inline cache (attestations) skipped.
     const images = doc.manifests.filter((m) => imageManifestTypes.includes(m.mediaType));
-    const want = images.find((m) => m.platform && platform && m.platform.os === platform.os && m.platform.architecture === platform.architecture && (m.platform.variant ?? "") === (platform.variant ?? "")) ?? images[0];
-    if (!want) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: no image in ${top.digest}`);
-    top = want;
-    doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
+    const isOwn = (m: Descriptor) => !!m.platform && !!platform && m.platform.os === platform.os && m.platform.architecture === platform.architecture && (m.platform.variant ?? "") === (platform.variant ?? "");
+    images.sort((a, b) => Number(isOwn(b)) - Number(isOwn(a)));
+    const parts: ImportedConfig[] = [];
+    for (const m of images) {
+      const mf = JSON.parse((await src.read(signal, m)).toString("utf8")) as Partial<Manifest>;
+      if (!mf.config || !Array.isArray(mf.layers) || mf.layers.length === 0) continue;
+      const part = await readInline(signal, src, mf.config, mf.layers).catch((err: unknown) => {
+        if (err instanceof KilnError && err.code === "KILN_CACHE_IMPORT") return undefined;
+        throw err;
+      });
+      if (part) parts.push(part);
+    }
+    if (parts.length === 0) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: no image in ${top.digest} has inline cache (${inlineCacheKey})`);
+    return mergeImported(parts);
   }
   if (Array.isArray(doc.manifests)) {
     configDesc = doc.manifests.find((m) => m.mediaType === cacheConfigMediaType);
@@ -255,13 +267,49 @@ export async function readCache(signal: AbortSignal, src: CacheSource, platform?
   return { config, descriptors: new Map(layers.map((d) => [d.digest as Digest, d])) };
 }
 
+/** Several imported configs as one: each one's layer and record indexes shifted past the ones before. */
+function mergeImported(parts: ImportedConfig[]): ImportedConfig {
+  if (parts.length === 1) return parts[0]!;
+  const layers: CacheConfig["layers"] = [];
+  const records: CacheConfig["records"] = [];
+  const descriptors = new Map<Digest, Descriptor>();
+  for (const p of parts) {
+    const lo = layers.length;
+    const ro = records.length;
+    layers.push(...p.config.layers.map((l) => ({ ...l, parent: l.parent < 0 ? l.parent : l.parent + lo })));
+    records.push(
+      ...p.config.records.map((r) => ({
+        ...r,
+        inputs: r.inputs.map((ins) => ins.map((x) => ({ ...x, link: x.link + ro }))),
+        results: r.results.map((x) => ({ ...x, layer: x.layer + lo })),
+        chains: r.chains.map((c) => ({ ...c, layers: c.layers.map((l) => l + lo) })),
+      })),
+    );
+    for (const [d, desc] of p.descriptors) if (!descriptors.has(d)) descriptors.set(d, desc);
+  }
+  return { config: { layers, records }, descriptors };
+}
+
 /** Inline cache: records in the image config, layer indexes into the image's own layers (each on the one before). */
 async function readInline(signal: AbortSignal, src: CacheSource, configDesc: Descriptor, imageLayers: Descriptor[]): Promise<ImportedConfig> {
   const cfg = JSON.parse((await src.read(signal, configDesc)).toString("utf8")) as Record<string, unknown> & { rootfs?: { diff_ids?: string[] } };
   const raw = cfg[inlineCacheKey];
   if (raw === undefined) throw new KilnError("KILN_CACHE_IMPORT", `${src.name}: the image has no inline cache (${inlineCacheKey})`);
   const diffIds = cfg.rootfs?.diff_ids ?? [];
-  const descs = imageLayers.map((l, i) => ({ ...l, annotations: { ...l.annotations, [annotationUncompressed]: l.annotations?.[annotationUncompressed] ?? diffIds[i] ?? "" } }));
+  // A layer no record dates (mode=min records only the result) keeps the time its history entry
+  // gives, as BuildKit's importer dates it, so a rebuilt image has the same history.
+  const history = (Array.isArray(cfg.history) ? (cfg.history as { created?: unknown; empty_layer?: unknown }[]) : []).filter((h) => h.empty_layer !== true);
+  const descs = imageLayers.map((l, i) => {
+    const created = history[i]?.created;
+    return {
+      ...l,
+      annotations: {
+        ...(typeof created === "string" && created !== "" ? { [annotationCreatedAt]: created } : {}),
+        ...l.annotations,
+        [annotationUncompressed]: l.annotations?.[annotationUncompressed] ?? diffIds[i] ?? "",
+      },
+    };
+  });
   const layers = descs.map((d, i) => ({ blob: d.digest as Digest, parent: i - 1 }));
   return { config: { layers, records: parseRecords(raw, layers.length) }, descriptors: new Map(descs.map((d) => [d.digest as Digest, d])) };
 }
