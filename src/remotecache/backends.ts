@@ -230,8 +230,8 @@ const imageManifestTypes = ["application/vnd.oci.image.manifest.v1+json", "appli
  * config carries inline cache records.
  */
 export async function readCache(signal: AbortSignal, src: CacheSource, platform?: { os: string; architecture: string; variant?: string }): Promise<ImportedConfig> {
-  let top = await src.resolve(signal);
-  let doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
+  const top = await src.resolve(signal);
+  const doc = JSON.parse((await src.read(signal, top)).toString("utf8")) as Partial<Index & Manifest>;
   let configDesc: Descriptor | undefined;
   let layers: Descriptor[] = [];
   if (Array.isArray(doc.manifests) && !doc.manifests.some((m) => m.mediaType === cacheConfigMediaType) && doc.manifests.some((m) => imageManifestTypes.includes(m.mediaType))) {
