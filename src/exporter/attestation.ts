@@ -103,7 +103,8 @@ export async function statementBytes(att: Attestation, defaultSubjects: InTotoSu
   const raw = Buffer.from(await att.predicate()).toString("utf8");
   let predicate: string;
   try {
-    predicate = goRemarshal(raw);
+    // Go compacts a raw predicate; its key order stays.
+    predicate = goJSON(JSON.parse(raw));
   } catch (err) {
     throw new KilnError("KILN_EXPORTER", `attestation ${att.path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }

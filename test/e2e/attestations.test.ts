@@ -1,0 +1,222 @@
+// Attestations through the CLI: provenance (min and max) and an SBOM from a scanner image built in
+// the test land in the OCI index as BuildKit v0.11 puts them there — an attestation manifest per
+// platform (unknown/unknown, pointing at the image) whose in-toto layers carry the statements —
+// and skopeo and umoci still read the output.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import path from "node:path";
+import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+
+const sh = promisify(execFile);
+
+interface Desc {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os: string; architecture: string };
+}
+
+interface Layout {
+  dir: string;
+  index: { mediaType: string; manifests: Desc[] };
+  blob(d: string): Promise<Buffer>;
+}
+
+let env: KilnEnv;
+let ctx: string;
+const dockerfile = 'FROM busybox\nRUN --mount=type=secret,id=tok,required=false echo "ok" > /foo\nCOPY a.txt /\n';
+
+before(async () => {
+  env = await kilnEnv();
+  ctx = await env.context({ Dockerfile: dockerfile, "a.txt": "A\n" });
+});
+after(async () => {
+  await env?.close();
+  await stopSharedRegistry();
+});
+
+/** Builds to an OCI layout directory and reads its top index. */
+async function buildLayout(context: string, extra: string[]): Promise<Layout> {
+  const dir = await mkdtemp(path.join(env.tmp, "layout-"));
+  await rm(dir, { recursive: true });
+  const r = await env.run(["build", context, "-o", `type=oci,dest=${dir},tar=false,name=example.com/team/app:v1`, ...extra]);
+  assert.equal(r.code, 0, r.stderr);
+  const blob = (d: string) => readFile(path.join(dir, "blobs", d.replace(":", "/")));
+  const top = (JSON.parse(await readFile(path.join(dir, "index.json"), "utf8")) as { manifests: Desc[] }).manifests[0]!;
+  return { dir, index: JSON.parse((await blob(top.digest)).toString()) as Layout["index"], blob };
+}
+
+/** The image manifest and the attestation manifest of the host's platform, and the statements. */
+async function attestationsOf(l: Layout): Promise<{ image: Desc; att: Desc; layers: Desc[]; statements: Record<string, unknown>[] }> {
+  assert.equal(l.index.mediaType, "application/vnd.oci.image.index.v1+json");
+  assert.equal(l.index.manifests.length, 2, JSON.stringify(l.index));
+  const [image, att] = l.index.manifests as [Desc, Desc];
+  assert.equal(image.platform?.os, "linux");
+  assert.deepEqual(att.platform, { architecture: "unknown", os: "unknown" });
+  assert.deepEqual(att.annotations, { "vnd.docker.reference.digest": image.digest, "vnd.docker.reference.type": "attestation-manifest" });
+  const manifest = JSON.parse((await l.blob(att.digest)).toString()) as { config: Desc; layers: Desc[] };
+  const config = JSON.parse((await l.blob(manifest.config.digest)).toString()) as { architecture: string; os: string; rootfs: { diff_ids: string[] } };
+  assert.equal(config.architecture, "unknown");
+  assert.deepEqual(
+    config.rootfs.diff_ids,
+    manifest.layers.map((x) => x.digest),
+  );
+  const statements: Record<string, unknown>[] = [];
+  for (const layer of manifest.layers) {
+    assert.equal(layer.mediaType, "application/vnd.in-toto+json");
+    const st = JSON.parse((await l.blob(layer.digest)).toString()) as Record<string, unknown>;
+    assert.equal(st._type, "https://in-toto.io/Statement/v0.1");
+    assert.equal(layer.annotations?.["in-toto.io/predicate-type"], st.predicateType);
+    statements.push(st);
+  }
+  return { image, att, layers: manifest.layers, statements };
+}
+
+/** skopeo and umoci take the layout: the index, the image under its tag, and its config. */
+async function checkTools(l: Layout, image: Desc): Promise<void> {
+  const raw = await sh("skopeo", ["inspect", "--raw", `oci:${l.dir}:v1`]);
+  assert.equal((JSON.parse(raw.stdout) as { manifests: unknown[] }).manifests.length, 2);
+  // Picking this machine's platform from the index finds the image, never the attestation manifest.
+  const inspected = JSON.parse((await sh("skopeo", ["inspect", `oci:${l.dir}:v1`])).stdout) as { Os: string; Architecture: string; Layers: string[] };
+  const manifest = JSON.parse((await l.blob(image.digest)).toString()) as { layers: Desc[] };
+  assert.equal(inspected.Os, "linux");
+  assert.equal(inspected.Architecture, image.platform?.architecture);
+  assert.deepEqual(
+    inspected.Layers,
+    manifest.layers.map((x) => x.digest),
+  );
+  assert.match((await sh("umoci", ["ls", "--layout", l.dir])).stdout, /^v1$/m);
+}
+
+interface Predicate {
+  builder: { id: string };
+  buildType: string;
+  materials: { uri: string; digest: Record<string, string> }[];
+  invocation: { configSource: { entryPoint?: string }; parameters: { frontend: string; args?: Record<string, string>; secrets?: { id: string; optional?: boolean }[]; locals?: { name: string }[] }; environment: { platform: string } };
+  buildConfig?: { llbDefinition: { id: string; inputs?: string[] }[] };
+  metadata: {
+    buildStartedOn: string;
+    buildFinishedOn: string;
+    completeness: { parameters: boolean; environment: boolean; materials: boolean };
+    reproducible: boolean;
+    "https://mobyproject.org/buildkit@v1#metadata": { source?: { infos: { filename: string; data: string }[] }; layers?: Record<string, Desc[][]>; vcs?: Record<string, string> };
+  };
+}
+
+describe("attestations: provenance", () => {
+  for (const mode of ["min", "max"] as const) {
+    it(`--attest type=provenance,mode=${mode}: an attestation manifest beside the image, SLSA v0.2 predicate`, async () => {
+      const l = await buildLayout(ctx, ["--attest", `type=provenance,mode=${mode}`, "--build-arg", "FOO=bar", "--opt", "vcs:source=https://user:secret@example.invalid/repo.git", "--opt", "vcs:revision=abc"]);
+      const { image, statements } = await attestationsOf(l);
+      assert.equal(statements.length, 1);
+      const st = statements[0] as { predicateType: string; subject: { name: string; digest: { sha256: string } }[]; predicate: Predicate };
+      assert.equal(st.predicateType, "https://slsa.dev/provenance/v0.2");
+      assert.deepEqual(st.subject, [{ name: `pkg:docker/example.com/team/app@v1?platform=linux%2F${image.platform!.architecture}`, digest: { sha256: image.digest.slice("sha256:".length) } }]);
+      const p = st.predicate;
+      assert.equal(p.buildType, "https://mobyproject.org/buildkit@v1");
+      assert.equal(p.builder.id, "");
+      assert.equal(p.invocation.parameters.frontend, "dockerfile.v0");
+      assert.equal(p.invocation.configSource.entryPoint, "Dockerfile");
+      assert.equal(p.invocation.environment.platform, `linux/${image.platform!.architecture}`);
+      assert.deepEqual(p.invocation.parameters.locals, [{ name: "context" }, { name: "dockerfile" }]);
+      assert.equal(p.materials.length, 1);
+      assert.equal(p.materials[0]!.uri, `pkg:docker/busybox@latest?platform=linux%2F${image.platform!.architecture}`);
+      assert.match(p.materials[0]!.digest.sha256 ?? "", /^[0-9a-f]{64}$/);
+      const md = p.metadata;
+      assert.ok(Date.parse(md.buildStartedOn) <= Date.parse(md.buildFinishedOn));
+      assert.ok(Date.now() - Date.parse(md.buildFinishedOn) < 5 * 60_000);
+      assert.equal(md.completeness.environment, true);
+      assert.equal(md.completeness.materials, false, "local sources make the materials incomplete");
+      assert.equal(md.reproducible, false);
+      const bk = md["https://mobyproject.org/buildkit@v1#metadata"];
+      assert.deepEqual(bk.vcs, { revision: "abc", source: "https://xxxxx:xxxxx@example.invalid/repo.git" });
+      if (mode === "min") {
+        assert.equal(p.invocation.parameters.args, undefined, "min mode leaves build args out");
+        assert.equal(md.completeness.parameters, false);
+        assert.equal(p.invocation.parameters.secrets, undefined);
+        assert.equal(p.buildConfig, undefined);
+        assert.equal(bk.source, undefined);
+        assert.equal(bk.layers, undefined);
+      } else {
+        assert.deepEqual(p.invocation.parameters.args, { "build-arg:FOO": "bar" });
+        assert.equal(md.completeness.parameters, true);
+        assert.deepEqual(p.invocation.parameters.secrets, [{ id: "tok", optional: true }]);
+        // busybox, RUN, the context, COPY and the terminal op.
+        assert.equal(p.buildConfig?.llbDefinition.length, 5);
+        assert.deepEqual(p.buildConfig?.llbDefinition[4]?.inputs, ["step3:0"]);
+        assert.equal(bk.source?.infos[0]?.filename, "Dockerfile");
+        assert.equal(Buffer.from(bk.source?.infos[0]?.data ?? "", "base64").toString(), dockerfile);
+        // The image's layers by step: busybox's, then one more for RUN and for COPY.
+        const manifest = JSON.parse((await l.blob(image.digest)).toString()) as { layers: Desc[] };
+        const layers = bk.layers ?? {};
+        assert.deepEqual(Object.keys(layers).sort(), ["step0:0", "step1:0", "step3:0"]);
+        assert.deepEqual(
+          layers["step3:0"]?.[0]?.map((d) => d.digest),
+          manifest.layers.map((d) => d.digest),
+        );
+        assert.equal(layers["step1:0"]?.[0]?.length, manifest.layers.length - 1);
+      }
+      await checkTools(l, image);
+    });
+  }
+
+  it("a bad provenance mode fails before the build starts", async () => {
+    const r = await env.run(["build", ctx, "--attest", "type=provenance,mode=most", "-o", `type=oci,dest=${path.join(env.tmp, "never.tar")}`]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /invalid mode "most"/);
+    assert.doesNotMatch(r.stderr, /RUN --mount/);
+  });
+});
+
+describe("attestations: SBOM", () => {
+  const scanSh = [
+    "set -e",
+    'cat > "$BUILDKIT_SCAN_DESTINATION/spdx.json" <<EOF',
+    '{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","predicate":{"spdxVersion":"SPDX-2.3","name":"core","files":"$(ls $BUILDKIT_SCAN_SOURCE | tr "\\n" " ")"}}',
+    "EOF",
+    'if [ -n "$BUILDKIT_SCAN_SOURCE_EXTRAS" ]; then',
+    '  for src in "$BUILDKIT_SCAN_SOURCE_EXTRAS"/*; do',
+    '    n=$(basename "$src")',
+    '    echo "{\\"_type\\":\\"https://in-toto.io/Statement/v0.1\\",\\"predicateType\\":\\"https://spdx.dev/Document\\",\\"predicate\\":{\\"name\\":\\"$n\\"}}" > "$BUILDKIT_SCAN_DESTINATION/$n.spdx.json"',
+    "  done",
+    "fi",
+    "",
+  ].join("\n");
+  let scanner: string;
+
+  before(async () => {
+    scanner = `${env.registryHost}/kiln/sbom-scanner:latest`;
+    const sc = await env.context({ Dockerfile: "FROM busybox\nCOPY scan.sh /scan.sh\nCMD [\"sh\", \"/scan.sh\"]\n", "scan.sh": scanSh });
+    const r = await env.run(["build", sc, "-t", scanner, "--push"]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  it("--sbom generator=IMAGE: the scanner's statement about the image's files is attached", async () => {
+    const target = await env.context({ Dockerfile: "FROM scratch\nCOPY a.txt b.txt /\n", "a.txt": "a\n", "b.txt": "b\n" });
+    const l = await buildLayout(target, [`--sbom=generator=${scanner}`]);
+    const { image, statements, layers } = await attestationsOf(l);
+    assert.equal(statements.length, 1);
+    assert.equal(layers[0]!.annotations?.["in-toto.io/predicate-type"], "https://spdx.dev/Document");
+    const st = statements[0] as { subject: { name: string; digest: { sha256: string } }[]; predicate: Record<string, string> };
+    assert.deepEqual(st.predicate, { files: "a.txt b.txt ", name: "core", spdxVersion: "SPDX-2.3" });
+    assert.deepEqual(Object.keys(st.predicate), ["files", "name", "spdxVersion"], "keys sorted, as Go re-marshals the predicate");
+    assert.equal(st.subject[0]!.digest.sha256, image.digest.slice("sha256:".length));
+    await checkTools(l, image);
+  });
+
+  it("BUILDKIT_SBOM_SCAN_STAGE and _CONTEXT add scans of the stages and the context; provenance comes last", async () => {
+    const target = await env.context({
+      Dockerfile: "ARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nFROM scratch AS base\nARG BUILDKIT_SBOM_SCAN_STAGE=true\nCOPY a.txt /\nFROM base\nCOPY b.txt /\n",
+      "a.txt": "a\n",
+      "b.txt": "b\n",
+    });
+    const l = await buildLayout(target, ["--attest", `type=sbom,generator=${scanner}`, "--provenance=max"]);
+    const { statements } = await attestationsOf(l);
+    const names = statements.map((s) => (s.predicate as { name?: string }).name ?? s.predicateType);
+    assert.deepEqual(names, ["sbom-base", "sbom-context", "core", "https://slsa.dev/provenance/v0.2"]);
+  });
+});
