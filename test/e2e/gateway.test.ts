@@ -178,6 +178,23 @@ void describe("gateway builds", () => {
     assert.match(r2.stderr, />>>\s+# syntax=busybox/);
   });
 
+  test("buildctl: cache-from names an image whose inline cache (every platform's) makes a rebuild after prune --all cached; du then lists nothing", { skip: existsSync(buildctl) ? false : `no ${buildctl}` }, async () => {
+    const addr = `unix://${daemon.sock}`;
+    const ctx = await env.context({ Dockerfile: "FROM --platform=$BUILDPLATFORM busybox AS base\nARG TARGETARCH\nRUN echo -n $TARGETARCH > arch && head -c 64 /dev/urandom | sha256sum > unique\nFROM scratch\nCOPY --from=base unique /\nCOPY --from=base arch /\n" });
+    const ref = `${env.registryHost}/kiln/inline-multi:${Date.now()}`;
+    const build = (...extra: string[]) => sh(buildctl, ["--addr", addr, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--opt", "platform=linux/amd64,linux/arm64", "--output", `type=image,name=${ref},push=true`, "--export-cache", "type=inline", "--progress", "plain", ...extra], { timeout: 120_000 });
+    await build();
+    await sh(buildctl, ["--addr", addr, "prune", "--all"]);
+    const du = await sh(buildctl, ["--addr", addr, "du"]);
+    assert.doesNotMatch(du.stdout, /^[0-9a-z-]{12,}\*?\s/m, `prune --all leaves no record:\n${du.stdout}`);
+
+    const again = await build("--opt", `cache-from=${ref}`);
+    assert.match(again.stderr, /importing cache manifest from /);
+    const steps = [...again.stderr.matchAll(/^#(\d+) \[linux\/(amd64|arm64)[^\]]*\] (RUN|COPY) .*$/gm)].map((m) => m[1]!);
+    assert.equal(new Set(steps).size, 6, again.stderr);
+    for (const n of new Set(steps)) assert.match(again.stderr, new RegExp(`^#${n} CACHED$`, "m"), `step #${n} is cached:\n${again.stderr}`);
+  });
+
   /** `kiln debug llb` with stdout as bytes. */
   async function debugLLB(args: string[]): Promise<Buffer> {
     const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), "--root", env.root, "--config", env.config, "debug", "llb", ...args], { stdio: ["ignore", "pipe", "pipe"] });
