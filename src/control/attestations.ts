@@ -63,6 +63,8 @@ export interface AttestedResult {
   definition: Uint8Array | undefined;
   ref: ImmutableRef | undefined;
   frontendAttestations: FrontendAttestation[];
+  /** The frontend that made it when the request named none (a gateway client's dockerfile.v0). */
+  frontend?: string;
 }
 
 /** Redacts a URL's credentials as BuildKit's urlutil.RedactCredentials: `xxxxx` for each. */
@@ -145,7 +147,7 @@ export class BuildAttestations {
 
   /** Each platform of a multi-platform result takes its statements. */
   async attachToPlatforms(signal: AbortSignal, deps: AttestationDeps, parts: ExportPlatform[], res: FrontendResult): Promise<void> {
-    const results: AttestedResult[] = parts.map((p) => ({ id: p.id, platform: p.platform, ref: p.ref, definition: res.refs?.[p.id], frontendAttestations: res.attestations?.[p.id] ?? [] }));
+    const results: AttestedResult[] = parts.map((p) => ({ id: p.id, platform: p.platform, ref: p.ref, definition: res.refs?.[p.id], frontendAttestations: res.attestations?.[p.id] ?? [], ...(res.frontend ? { frontend: res.frontend } : {}) }));
     for (const [i, r] of results.entries()) parts[i]!.attestations = await this.forResult(signal, deps, r, results);
   }
 
@@ -154,7 +156,7 @@ export class BuildAttestations {
     const listed = r.frontendResult ? parsePlatformsMetadata(r.frontendResult.metadata)?.[0] : undefined;
     const platform = listed?.platform ?? (r.config?.os && r.config.architecture ? { os: r.config.os, architecture: r.config.architecture, ...(r.config.variant ? { variant: r.config.variant } : {}) } : deps.worker.platform);
     const id = listed?.id ?? formatPlatform(normalizePlatform(platform));
-    const res: AttestedResult = { id, platform, ref: r.ref, definition: r.definition, frontendAttestations: r.frontendResult?.attestations?.[id] ?? [] };
+    const res: AttestedResult = { id, platform, ref: r.ref, definition: r.definition, frontendAttestations: r.frontendResult?.attestations?.[id] ?? [], ...(r.frontendResult?.frontend ? { frontend: r.frontendResult.frontend } : {}) };
     return this.forResult(signal, deps, res, [res]);
   }
 
@@ -224,7 +226,8 @@ export class BuildAttestations {
 
   /** What one platform's result was made from: its definition, the frontend's other solves, the images it resolved. */
   private capture(res: AttestedResult, all: AttestedResult[]): Capture {
-    const c: Capture = { frontend: this.frontend, args: this.frontend ? filterArgs(this.attrs) : {}, images: [], localImages: [], git: [], http: [], locals: [], secrets: [], ssh: [], networkAccess: false, incompleteMaterials: this.frontendInputs };
+    const frontend = this.frontend || res.frontend || "";
+    const c: Capture = { frontend, args: frontend ? filterArgs(this.attrs) : {}, images: [], localImages: [], git: [], http: [], locals: [], secrets: [], ssh: [], networkAccess: false, incompleteMaterials: this.frontendInputs };
     // Other platforms' results are theirs; the frontend's helper solves (the Dockerfile, .dockerignore) are everyone's.
     const others = new Set(all.filter((r) => r !== res && r.definition).map((r) => digestOf(r.definition!)));
     const defs = [...(res.definition ? [res.definition] : []), ...this.bridgeDefinitions.filter((d) => !others.has(digestOf(d)))];
