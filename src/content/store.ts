@@ -186,14 +186,30 @@ export class LocalContentStore implements ContentStore {
       const copied = pipeline(
         source,
         async (chunks: AsyncIterable<Uint8Array | string>) => {
+          // Chunks are copied into one buffer written when full: a registry body arrives in
+          // pieces of a few KiB, and a write (a thread-pool round trip) each is slow. Copied, not
+          // kept: a source may reuse its buffer once the next chunk is asked for.
+          const cap = expected.size !== undefined && expected.size > 0 ? Math.min(expected.size, WRITE_BATCH) : WRITE_BATCH;
+          const buf = Buffer.allocUnsafe(cap);
+          let used = 0;
           for await (const c of chunks) {
             const chunk = typeof c === "string" ? Buffer.from(c) : c;
             size += chunk.byteLength;
             // Stop early on an oversized stream rather than filling the disk first.
             if (expected.size !== undefined && size > expected.size) throw sizeError(expected, size, true);
             hash.update(chunk);
-            await writeAll(file, chunk);
+            for (let off = 0; off < chunk.byteLength; ) {
+              const n = Math.min(chunk.byteLength - off, cap - used);
+              buf.set(chunk.subarray(off, off + n), used);
+              used += n;
+              off += n;
+              if (used === cap) {
+                await writeAll(file, buf);
+                used = 0;
+              }
+            }
           }
+          if (used > 0) await writeAll(file, buf.subarray(0, used));
         },
         { signal },
       );
@@ -260,6 +276,9 @@ function sizeError(expected: IngestExpectation, got: number, early: boolean): Ki
   const what = expected.digest ? ` for ${expected.digest}` : "";
   return new KilnError("KILN_DIGEST_MISMATCH", `content size mismatch${what}: got ${early ? "more than " : ""}${early ? expected.size : got} bytes, expected ${expected.size}`);
 }
+
+/** Bytes gathered before one write. */
+const WRITE_BATCH = 1 << 20;
 
 async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
   let off = 0;
