@@ -9,7 +9,7 @@ import { DefinitionSchema, LocationsSchema, NetMode, MountType, OpSchema, type D
 import type { ImmutableRef } from "../cache/index.js";
 import { definitionState } from "../llb/index.js";
 import { createSBOMScanner, parseAttests, parsePlatformsMetadata, scannerReference, type AttestRequests, type FrontendAttestation, type FrontendBridge, type FrontendResult } from "../frontend/index.js";
-import { goTime, layerBlobs, layerMediaType, parseImageCommit, predicateTypeSLSA02, refToPURL, goJSON, goRemarshal, sortedKeys, type Attestation, type ExportPlatform, type InTotoSubject } from "../exporter/index.js";
+import { goTime, predicateTypeSLSA02, refToPURL, goJSON, goRemarshal, sortedKeys, type Attestation, type AttestedImage, type ExportPlatform, type InTotoSubject } from "../exporter/index.js";
 import type { ImageConfig } from "../api/oci.js";
 import { gitSourceSpec } from "../source/index.js";
 import { parseReference } from "../remotes/index.js";
@@ -220,7 +220,7 @@ export class BuildAttestations {
       predicateType: predicateTypeSLSA02,
       path: params.filename ?? "provenance.json",
       inlineOnly: params["inline-only"] === "true",
-      predicate: async () => Buffer.from(await this.predicate(signal, deps, res, capture, mode, reproducible, params["builder-id"] ?? "")),
+      predicate: async (image) => Buffer.from(await this.predicate(signal, deps, res, capture, mode, reproducible, params["builder-id"] ?? "", image)),
     };
   }
 
@@ -296,7 +296,7 @@ export class BuildAttestations {
   }
 
   /** The predicate's JSON in BuildKit's field order. */
-  private async predicate(signal: AbortSignal, deps: AttestationDeps, res: AttestedResult, c: Capture, mode: "min" | "max", reproducible: boolean, builderId: string): Promise<string> {
+  private async predicate(signal: AbortSignal, deps: AttestationDeps, res: AttestedResult, c: Capture, mode: "min" | "max", reproducible: boolean, builderId: string, image: AttestedImage | undefined): Promise<string> {
     const args = { ...c.args };
     const configSource: Record<string, unknown> = {};
     const contextKey = args.contextkey || "context";
@@ -375,7 +375,7 @@ export class BuildAttestations {
           }),
         };
       }
-      const layers = await this.stepLayers(signal, deps, res, steps.index);
+      const layers = image ? await this.stepLayers(signal, deps, image, steps.index) : {};
       if (Object.keys(layers).length > 0) bkMetadata.layers = sortedKeys(layers);
     }
     const metadata: Record<string, unknown> = {
@@ -400,15 +400,12 @@ export class BuildAttestations {
   }
 
   /**
-   * `layers` of max mode: for each step whose result is part of the exported image, the layer
-   * descriptors of that result (BuildKit lists the results whose blobs exist).
+   * `layers` of max mode: for each step whose result is part of the exported image, the image's
+   * layer descriptors of that result (BuildKit lists the results whose blobs exist).
    */
-  private async stepLayers(signal: AbortSignal, deps: AttestationDeps, res: AttestedResult, index: Map<string, number>): Promise<Record<string, unknown[][]>> {
-    if (!res.ref) return {};
-    const { mgr, content, store } = deps.worker;
-    const compression = parseImageCommit("oci", {}).compression;
-    const image = await layerBlobs(signal, mgr, content, res.ref, { compression });
-    const byRecord = new Map(image.map((l) => [l.record.id, { mediaType: layerMediaType(l.mediaType, true), digest: l.digest, size: l.size }]));
+  private async stepLayers(signal: AbortSignal, deps: AttestationDeps, image: AttestedImage, index: Map<string, number>): Promise<Record<string, unknown[][]>> {
+    const { store } = deps.worker;
+    const byRecord = new Map(image.layers.map((l) => [l.recordId, l.descriptor]));
     const out: Record<string, unknown[][]> = {};
     for (const [digest, i] of index) {
       const info = this.steps.get(digest);

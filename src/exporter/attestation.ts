@@ -18,6 +18,11 @@ export const referenceTypeAttestation = "attestation-manifest";
 /** The platform of attestation manifests, so runtimes picking by platform never choose one. */
 export const attestationPlatform = { architecture: "unknown", os: "unknown" } as const;
 
+/** The image an attestation is written for: its layer descriptors, by the ref record each came from. */
+export interface AttestedImage {
+  layers: { recordId: string; descriptor: Descriptor }[];
+}
+
 export interface InTotoSubject {
   name: string;
   digest: Record<string, string>;
@@ -28,8 +33,11 @@ export interface Attestation {
   predicateType: string;
   /** Its file name ("provenance.json", "spdx.json"): the statements' order puts the core SBOM first. */
   path: string;
-  /** The predicate's JSON, made when the image is written (provenance notes when the build finished). */
-  predicate: () => Promise<Uint8Array>;
+  /**
+   * The predicate's JSON, made when the output is written (provenance notes when the build
+   * finished); an image output passes its layers, by the ref record each came from.
+   */
+  predicate: (image?: AttestedImage) => Promise<Uint8Array>;
   /** The statement's own subjects; absent: the image it is attached to, under each of its names. */
   subjects?: InTotoSubject[];
   /** Whether only image outputs take it (BuildKit's inline-only); local files leave it out. */
@@ -98,9 +106,9 @@ export function goRemarshal(text: string): string {
 }
 
 /** The in-toto statement of an attestation, as Go's json.Marshal writes intoto.Statement. */
-export async function statementBytes(att: Attestation, defaultSubjects: InTotoSubject[]): Promise<string> {
+export async function statementBytes(att: Attestation, defaultSubjects: InTotoSubject[], image?: AttestedImage): Promise<string> {
   const subjects = att.subjects && att.subjects.length > 0 ? att.subjects : defaultSubjects;
-  const raw = Buffer.from(await att.predicate()).toString("utf8");
+  const raw = Buffer.from(await att.predicate(image)).toString("utf8");
   let predicate: string;
   try {
     // Go compacts a raw predicate; its key order stays.
@@ -128,6 +136,7 @@ export async function commitAttestations(
   content: ContentStore,
   atts: Attestation[],
   target: Descriptor,
+  image: AttestedImage,
   platform: Platform,
   names: string[],
   ociMediaTypes: boolean,
@@ -136,7 +145,7 @@ export async function commitAttestations(
   const subjects = names.map((n) => ({ name: refToPURL(n, platform), digest: { [target.digest.split(":")[0]!]: target.digest.split(":")[1]! } }));
   const layers: Descriptor[] = [];
   for (const att of atts) {
-    const bytes = await statementBytes(att, subjects);
+    const bytes = await statementBytes(att, subjects, image);
     const info = await content.put(signal, bytes);
     layers.push({ mediaType: inTotoMediaType, digest: info.digest, size: info.size, annotations: { [annotationPredicateType]: att.predicateType } });
   }

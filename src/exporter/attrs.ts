@@ -27,8 +27,8 @@ const knownAttrs: Record<ExporterType, string[]> = {
   registry: [...imageCommitAttrs, "push", "push-by-digest", "registry.insecure", "insecure", "name-canonical", "dangling-name-prefix", "store", "unpack"],
   oci: [...imageCommitAttrs, "dest", "tar"],
   docker: [...imageCommitAttrs, "dest", "tar"],
-  tar: ["dest", "platform-split"],
-  local: ["dest", "platform-split"],
+  tar: ["dest", "platform-split", "attestation-prefix"],
+  local: ["dest", "platform-split", "attestation-prefix"],
   cacheonly: [],
 };
 

@@ -18,6 +18,8 @@ import { commitImage, commitIndex, configPlatform, descriptorBytes, exporterResp
 import { layoutRecords, writeLayoutDir, writeLayoutTar } from "./ocilayout.js";
 import { encodeTarHeader, TypeDir } from "../snapshot/index.js";
 import { ExportVertex } from "./progress.js";
+import { writeAttestationFiles } from "./attestation-files.js";
+import type { Attestation } from "./attestation.js";
 import type { ExportPlatform, ExportSource, ExporterInstance } from "./types.js";
 
 export interface ExporterDeps {
@@ -47,9 +49,9 @@ export function resolveExporter(type: string, attrs: Record<string, string>, dep
     case "docker":
       return tarballExporter(t, parseTarballExport(t, attrs, opts.multiPlatform), deps);
     case "local":
-      return filesExporter("local", platformSplitAttr(attrs));
+      return filesExporter("local", platformSplitAttr(attrs), attrs["attestation-prefix"] ?? "");
     case "tar":
-      return filesExporter("tar", platformSplitAttr(attrs));
+      return filesExporter("tar", platformSplitAttr(attrs), attrs["attestation-prefix"] ?? "");
     case "cacheonly":
       return { type: "cacheonly", needsOutput: false, export: async () => ({}) };
   }
@@ -235,13 +237,15 @@ interface FilesPart {
   /** The folder under dest ("linux_arm64"), or undefined for dest itself. */
   sub: string | undefined;
   ref: ImmutableRef | undefined;
+  /** Statements written beside the files. */
+  attestations: Attestation[];
 }
 
 /**
  * The local and tar exporters: a multi-platform result goes to one folder per platform unless
  * platform-split=false merges them (a later platform's file replaces an earlier one's).
  */
-function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined): ExporterInstance {
+function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined, attestationPrefix: string): ExporterInstance {
   return {
     type,
     needsOutput: true,
@@ -249,8 +253,8 @@ function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined
       return new ExportVertex(progress, type === "local" ? "exporting to client directory" : "exporting to client tarball").run(async (v) => {
         if (!outputs) throw new KilnError("KILN_EXPORTER_ATTR", `exporter ${type} needs a destination (dest=...)`);
         const parts: FilesPart[] = src.platforms
-          ? src.platforms.map((p) => ({ sub: platformSplit !== false ? platformDirName(p.platform) : undefined, ref: p.ref }))
-          : [{ sub: platformSplit ? platformDir(src) : undefined, ref: src.ref }];
+          ? src.platforms.map((p) => ({ sub: platformSplit !== false ? platformDirName(p.platform) : undefined, ref: p.ref, attestations: p.attestations ?? [] }))
+          : [{ sub: platformSplit ? platformDir(src) : undefined, ref: src.ref, attestations: src.attestations ?? [] }];
         const label = (i: number) => (src.platforms ? ` ${src.platforms[i]!.id}` : "");
         if (type === "local") {
           const out = await outputs.openDirectory(signal);
@@ -264,6 +268,8 @@ function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined
                   // cp -a keeps owners, modes, times, links, devices and fifos exactly.
                   await run(signal, "cp", ["-a", "--", `${mnt.path}/.`, target]);
                 }
+                // Merged platforms share one folder: their statements would collide, so none are written.
+                if (part.sub !== undefined || parts.length === 1) await writeAttestationFiles(signal, part.ref ? target : undefined, part.attestations, target, attestationPrefix);
               });
             }
             await out.commit();
@@ -275,7 +281,7 @@ function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined
           await v.step("sending tarball", async () => {
             const out = await outputs.openStream(signal);
             try {
-              await tarParts(signal, parts, out.stream);
+              await tarParts(signal, parts, out.stream, attestationPrefix);
               await out.commit();
             } catch (err) {
               await out.abort();
@@ -293,7 +299,7 @@ function filesExporter(type: "local" | "tar", platformSplit: boolean | undefined
  * One tar stream of every part, each under its folder. Merged parts (no folder) are laid over one
  * another in a scratch directory first, so each path appears once, the last platform's winning.
  */
-async function tarParts(signal: AbortSignal, parts: FilesPart[], out: Writable): Promise<void> {
+async function tarParts(signal: AbortSignal, parts: FilesPart[], out: Writable, attestationPrefix: string): Promise<void> {
   if (parts.length > 1 && parts.every((p) => p.sub === undefined)) {
     const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-tar-merge-"));
     try {
@@ -313,11 +319,18 @@ async function tarParts(signal: AbortSignal, parts: FilesPart[], out: Writable):
     const last = i === parts.length - 1;
     // The platform folder itself, as BuildKit writes it: 0755, time zero.
     if (p.sub) await writeChunk(out, encodeTarHeader({ typeflag: TypeDir, name: `${p.sub}/`, mode: 0o755, mtime: 0 }));
-    if (p.ref) {
-      await using mnt = await p.ref.mount(signal);
-      await tarDirectory(signal, mnt.path, p.sub, out, last);
-    } else {
-      await tarDirectory(signal, undefined, p.sub, out, last);
+    await using mnt = p.ref ? await p.ref.mount(signal) : undefined;
+    const atts = p.attestations.filter((a) => !a.inlineOnly);
+    await tarDirectory(signal, mnt?.path, p.sub, out, last && atts.length === 0);
+    if (atts.length > 0) {
+      // The statements follow the files, under the same folder.
+      const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-tar-attestations-"));
+      try {
+        await writeAttestationFiles(signal, mnt?.path, atts, tmp, attestationPrefix);
+        await tarDirectory(signal, tmp, p.sub, out, last);
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
     }
   }
 }

@@ -227,7 +227,8 @@ export async function commitIndex(signal: AbortSignal, deps: CommitDeps, platfor
     const atts = p.attestations ?? [];
     if (atts.length > 0) {
       const target = img.manifest;
-      attestations.push(await run("exporting attestation manifest", () => commitAttestations(signal, deps.content, atts, target, p.platform, opts.names, opts.ociMediaTypes, indentJSON)));
+      const image = { layers: img.layers.map((l) => ({ recordId: l.record.id, descriptor: { mediaType: layerMediaType(l.mediaType, opts.ociMediaTypes), digest: l.digest, size: l.size } })) };
+      attestations.push(await run("exporting attestation manifest", () => commitAttestations(signal, deps.content, atts, target, image, p.platform, opts.names, opts.ociMediaTypes, indentJSON)));
     }
   }
   const top = annotationsFor(opts.annotations, undefined);

@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { createHash } from "node:crypto";
 import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
 const sh = promisify(execFile);
@@ -163,6 +164,25 @@ describe("attestations: provenance", () => {
       await checkTools(l, image);
     });
   }
+
+  it("local and tar outputs: the statement sits beside the files, naming each file and its digest", async () => {
+    const out = path.join(env.tmp, "local-out");
+    const tarFile = path.join(env.tmp, "out.tar");
+    const r = await env.run(["build", ctx, "--provenance=max", "-o", `type=local,dest=${out},attestation-prefix=att.`, "-o", `type=tar,dest=${tarFile}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const text = await readFile(path.join(out, "att.provenance.json"), "utf8");
+    assert.match(text, /^\{\n {2}"_type": "https:\/\/in-toto.io\/Statement\/v0.1",\n/, "indented as Go's MarshalIndent");
+    const st = JSON.parse(text) as { predicateType: string; subject: { name: string; digest: { sha256: string } }[]; predicate: Predicate };
+    assert.equal(st.predicateType, "https://slsa.dev/provenance/v0.2");
+    const a = st.subject.find((x) => x.name === "a.txt");
+    assert.deepEqual(a?.digest, { sha256: createHash("sha256").update("A\n").digest("hex") });
+    assert.ok(st.subject.some((x) => x.name === "foo"));
+    assert.ok(st.subject.some((x) => x.name === "bin/busybox"));
+    assert.equal(st.predicate.metadata["https://mobyproject.org/buildkit@v1#metadata"].layers, undefined, "no image, no layers");
+    const listing = (await sh("tar", ["-tf", tarFile])).stdout.split("\n");
+    assert.ok(listing.includes("provenance.json"), listing.slice(-5).join(","));
+    assert.ok(listing.includes("a.txt"));
+  });
 
   it("a bad provenance mode fails before the build starts", async () => {
     const r = await env.run(["build", ctx, "--attest", "type=provenance,mode=most", "-o", `type=oci,dest=${path.join(env.tmp, "never.tar")}`]);
