@@ -94,10 +94,13 @@ try {
   else if (wanted.has("buildkit")) console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
   const out = path.join(tmp, "out.tar");
   const results = new Map<string, { export: number[]; import: number[] }>();
-  for (const e of engines) {
-    const r = { export: [] as number[], import: [] as number[] };
-    results.set(e.name, r);
-    for (let run = 0; run < runs; run++) {
+  for (const e of engines) results.set(e.name, { export: [], import: [] });
+  const loadBefore = os.loadavg();
+  // Engines take turns within each run, so a change in the machine's load (other work on a shared
+  // host) falls on all of them alike rather than on whichever ran during it.
+  for (let run = 0; run < runs; run++) {
+    for (const e of engines) {
+      const r = results.get(e.name)!;
       // A new repository each run: every blob is uploaded, none is found already there.
       const ref = `${reg.host}/bench-cache/${e.name}-${process.pid}-${run}:cache`;
       await e.reset();
@@ -116,6 +119,9 @@ try {
     if (bkR) for (const n of names.filter((x) => x !== "buildkit")) row.push((median(results.get(n)![k]) / median(bkR[k])).toFixed(2));
     console.log(row.join("\t"));
   }
+  for (const n of names) console.log(`${n} runs: export ${results.get(n)!.export.map((x) => x.toFixed(0)).join(" ")}; import ${results.get(n)!.import.map((x) => x.toFixed(0)).join(" ")}`);
+  // The machine is shared: its load says how much to trust the numbers.
+  console.log(`load average (1/5/15 min) before ${loadBefore.map((x) => x.toFixed(2)).join(" ")}, after ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
   const sizes = await readFile(out).then((b) => b.length);
   console.log(`(image tarball ${Math.round(sizes / 1024)} KiB)`);
 } finally {
