@@ -89,10 +89,30 @@ export function errorSourceLocation(err: unknown): SourceLocation | undefined {
   return undefined;
 }
 
-/** A gRPC error as the one line buildctl would print after its own prefix. */
-export function callError(what: string, err: unknown): KilnError {
+const vertexDetailType = "github.com/moby/buildkit/errdefs.Vertex+json";
+
+/** The digest of the failed step a daemon attached to an error (errdefs.Vertex). */
+export function errorVertex(err: unknown): string | undefined {
+  const bin = (err as { metadata?: grpc.Metadata }).metadata?.get("grpc-status-details-bin")[0];
+  if (!Buffer.isBuffer(bin)) return undefined;
+  try {
+    const d = fromBinary(rpcstatus.StatusSchema, bin).details.find((x) => x.typeUrl === vertexDetailType);
+    const digest = d ? (JSON.parse(Buffer.from(d.value).toString()) as { digest?: unknown }).digest : undefined;
+    return typeof digest === "string" ? digest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A gRPC error as the one line buildctl would print after its own prefix; with the progress's
+ * step names, a failed step is named as an in-process build names it.
+ */
+export function callError(what: string, err: unknown, stepNames?: ReadonlyMap<string, string>): KilnError {
   const e = err as Partial<grpc.ServiceError>;
-  const msg = typeof e.code === "number" && e.details !== undefined ? e.details : errorMessage(err);
+  let msg = typeof e.code === "number" && e.details !== undefined ? e.details : errorMessage(err);
+  const step = stepNames?.get(errorVertex(err) ?? "");
+  if (step && !msg.startsWith(`${step}: `)) msg = `${step}: ${msg}`;
   return new KilnError(e.code === grpc.status.CANCELLED ? "KILN_CANCELED" : "KILN_DAEMON", `${what}: ${msg}`, { cause: err, location: errorSourceLocation(err) });
 }
 
@@ -227,8 +247,13 @@ export class ControlClient implements Disposable {
     try {
       const ref = opts.ref ?? newID();
       const status = this.api.status({ Ref: ref }, { signal: inner });
+      // Names of the steps shown, for naming a failed one in the error.
+      const stepNames = new Map<string, string>();
       const statusDone = new Promise<void>((resolve) => {
-        status.on("data", onStatus);
+        status.on("data", (s: control.StatusResponse) => {
+          for (const v of s.vertexes) if (v.name) stepNames.set(v.digest, v.name);
+          onStatus(s);
+        });
         status.once("error", () => resolve());
         status.once("end", () => resolve());
         status.once("close", () => resolve());
@@ -245,7 +270,7 @@ export class ControlClient implements Disposable {
         } else res = await solved;
       } catch (err) {
         if (signal.aborted) throw signal.reason;
-        throw callError("failed to solve", err);
+        throw callError("failed to solve", err, stepNames);
       } finally {
         // The daemon ends Status with the solve; don't let a lost stream hold the result back.
         const timer = setTimeout(() => ac.abort(new Error("status stream did not end")), 5000);

@@ -19,6 +19,7 @@ import { RegistryResolver } from "../remotes/index.js";
 import { MissExplainer, mergeHooks, RemoteCache, inlineCacheKey, annotationCreatedAt, annotationUncompressed, checkCacheEntries, goTime, type CacheEntry, type RemoteCacheDeps } from "../remotecache/index.js";
 import { LocalSourceOp } from "../source/index.js";
 import type { Result, SolveHooks } from "../solver/index.js";
+import { StepError } from "./step-error.js";
 import { BuildAttestations, type AttestationDeps } from "./attestations.js";
 
 export interface SolveRequest {
@@ -449,8 +450,7 @@ function toUserError(err: VertexError, source: import("../llb/index.js").LoadedD
       if (info.definition) location.definition = toBinary(DefinitionSchema, info.definition);
     }
   }
-  const msg = `${err.vertex.name}: ${err.message}`;
-  return new KilnError(base?.code ?? "KILN_BUILD", msg, { cause, hint: base?.hint, location });
+  return new StepError(base?.code ?? "KILN_BUILD", err.vertex.name, err.vertex.digest, err.message, { cause, hint: base?.hint, location });
 }
 
 export function parsePlatformList(s: string | undefined): Platform[] {

@@ -256,7 +256,8 @@ void describe("gateway builds", () => {
       (e: { stderr: string; code: number }) => e,
     );
     assert.ok(failed, "the build fails");
-    assert.match(failed.stderr, /error: failed to solve: .*process "\/bin\/sh -c exit 1" did not complete successfully: exit code: 1/);
+    // BuildKit's message, not kiln's step-named one (the step travels as an errdefs.Vertex detail).
+    assert.match(failed.stderr, /\nerror: failed to solve: process "\/bin\/sh -c exit 1" did not complete successfully: exit code: 1\n/);
 
     // kiln's LLB through buildctl's stdin path (LLBBridge Solve with a Definition).
     const def = await debugLLB([ctx, "--target", "base"]);

@@ -5,8 +5,10 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DefinitionSchema, rpcstatus, type Definition } from "../../api/index.js";
 import { KilnError, type SourceLocation } from "../../util/index.js";
+import { StepError } from "../step-error.js";
 
 export const sourceDetailType = "github.com/moby/buildkit/errdefs.Source+json";
+export const vertexDetailType = "github.com/moby/buildkit/errdefs.Vertex+json";
 
 /** errdefs.Source as Go's encoding/json writes it (gogo's omitempty tags: no zero fields). */
 export function sourceDetailJSON(loc: SourceLocation): string {
@@ -40,13 +42,14 @@ function definitionJSON(def: Definition): Record<string, unknown> {
 
 /** `status` with the error's typed details attached, when it has any. */
 export function withErrorDetails(status: Partial<grpc.StatusObject>, err: unknown): Partial<grpc.StatusObject> {
+  if (status.code === undefined || status.code === grpc.status.OK) return status;
+  const details: { typeUrl: string; value: Uint8Array }[] = [];
+  // The failed step, as BuildKit's errdefs.VertexError names it.
+  if (err instanceof StepError && err.vertex) details.push({ typeUrl: vertexDetailType, value: Buffer.from(JSON.stringify({ digest: err.vertex })) });
   const loc = err instanceof KilnError ? err.location : undefined;
-  if (!loc || loc.startLine < 1 || status.code === undefined || status.code === grpc.status.OK) return status;
-  const st = create(rpcstatus.StatusSchema, {
-    code: status.code,
-    message: status.details ?? "",
-    details: [{ typeUrl: sourceDetailType, value: Buffer.from(sourceDetailJSON(loc)) }],
-  });
+  if (loc && loc.startLine >= 1) details.push({ typeUrl: sourceDetailType, value: Buffer.from(sourceDetailJSON(loc)) });
+  if (details.length === 0) return status;
+  const st = create(rpcstatus.StatusSchema, { code: status.code, message: status.details ?? "", details });
   const metadata = status.metadata ?? new grpc.Metadata();
   metadata.set("grpc-status-details-bin", Buffer.from(toBinary(rpcstatus.StatusSchema, st)));
   return { ...status, metadata };

@@ -15,6 +15,7 @@ import { CanceledError, KilnError, errorMessage, isAbortError, secureJoin, type 
 import { frontendCaps, llbCaps } from "./gateway-caps.js";
 import { GatewayRefs, definitionBytes } from "./gateway-refs.js";
 import { withErrorDetails } from "./errdetails.js";
+import { wireMessage } from "../step-error.js";
 import { inputsOf, trackValuelessEntries } from "./nil-inputs.js";
 
 /** The metadata key naming the Control.Solve an LLBBridge call belongs to (client/buildid). */
@@ -381,8 +382,8 @@ export function gatewayServiceError(err: unknown): Partial<grpc.StatusObject> {
 
 function gatewayStatus(err: unknown): Partial<grpc.StatusObject> {
   if (isAbortError(err)) return { code: grpc.status.CANCELLED, details: "context canceled" };
-  if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: err.message };
-  if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: err.message };
-  if (err instanceof KilnError && (err.code === "KILN_FRONTEND" || err.code === "KILN_FLAGS")) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
-  return { code: grpc.status.UNKNOWN, details: errorMessage(err) };
+  if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: wireMessage(err) };
+  if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: wireMessage(err) };
+  if (err instanceof KilnError && (err.code === "KILN_FRONTEND" || err.code === "KILN_FLAGS")) return { code: grpc.status.INVALID_ARGUMENT, details: wireMessage(err) };
+  return { code: grpc.status.UNKNOWN, details: wireMessage(err) };
 }

@@ -14,6 +14,7 @@ import { CanceledError, KilnError, errorMessage, isAbortError } from "../../util
 import { gcPolicyRecords, ociWorkerLabels, splitEvent, statusResponse, usageRecord, workerRecord, type BuildkitVersionInfo } from "./convert.js";
 import { JobRegistry } from "./jobs.js";
 import { withErrorDetails } from "./errdetails.js";
+import { wireMessage } from "../step-error.js";
 import { inputsOf, trackValuelessEntries } from "./nil-inputs.js";
 import { ReturnedError, type GatewayBuild, type GatewayService } from "./gateway.js";
 
@@ -45,10 +46,10 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
 function serviceStatus(err: unknown): Partial<grpc.StatusObject> {
   if (isAbortError(err)) return { code: grpc.status.CANCELLED, details: "context canceled" };
   if (err instanceof ReturnedError) return err.serviceError();
-  if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: err.message };
-  if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: err.message };
-  if (err instanceof KilnError && (err.code === "KILN_FLAGS" || err.code === "KILN_EXPORTER_ATTR" || err.code === "KILN_FRONTEND")) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
-  return { code: grpc.status.UNKNOWN, details: errorMessage(err) };
+  if (err instanceof KilnError && (err.code === "KILN_NO_JOB" || err.code === "KILN_NOT_FOUND")) return { code: grpc.status.NOT_FOUND, details: wireMessage(err) };
+  if (err instanceof KilnError && err.code === "KILN_UNIMPLEMENTED") return { code: grpc.status.UNIMPLEMENTED, details: wireMessage(err) };
+  if (err instanceof KilnError && (err.code === "KILN_FLAGS" || err.code === "KILN_EXPORTER_ATTR" || err.code === "KILN_FRONTEND")) return { code: grpc.status.INVALID_ARGUMENT, details: wireMessage(err) };
+  return { code: grpc.status.UNKNOWN, details: wireMessage(err) };
 }
 
 /** Aborts when the client cancels the call or the daemon shuts down. */
