@@ -206,7 +206,16 @@ export class BuildAttestations {
       // Go decodes the predicate into a map and marshals it again: keys come out sorted.
       const predicate = Buffer.from(goRemarshal(JSON.stringify(stmt.predicate ?? null)));
       const subjects: InTotoSubject[] = (stmt.subject ?? []).map((s) => ({ name: s.name || "_", digest: s.digest ?? {} }));
-      out.push({ predicateType: type, path: fa.path ? `${fa.path.replace(/\/+$/, "")}/${name}` : name, predicate: () => Promise.resolve(predicate), ...(subjects.length > 0 ? { subjects } : {}) });
+      const path = fa.path ? `${fa.path.replace(/\/+$/, "")}/${name}` : name;
+      // The scan of the image itself learns which layer brought each file (BuildKit's supplementSBOM).
+      const core = type === predicateSPDX && fa.sbomCore !== undefined && name.split(".")[0] === fa.sbomCore;
+      const upperDir = (id: string) => deps.worker.mgr.snapshotter.upperDir(id);
+      out.push({
+        predicateType: type,
+        path,
+        predicate: async (image) => (core && image ? Buffer.from(await supplementSPDX(signal, predicate, image, upperDir)) : predicate),
+        ...(subjects.length > 0 ? { subjects } : {}),
+      });
     }
     return out;
   }
@@ -425,6 +434,80 @@ export class BuildAttestations {
     }
     return out;
   }
+}
+
+const predicateSPDX = "https://spdx.dev/Document";
+
+/**
+ * An SPDX document with each file that has no comment yet annotated `layerID: <digest>` (the
+ * topmost layer that has the file) and buildkit among its creators; anything that isn't an SPDX
+ * document stays as it is.
+ */
+async function supplementSPDX(signal: AbortSignal, predicate: Uint8Array, image: AttestedImage, upperDir: (recordId: string) => string): Promise<string> {
+  const text = Buffer.from(predicate).toString("utf8");
+  let doc: { spdxVersion?: unknown; files?: unknown; creationInfo?: { creators?: unknown } };
+  try {
+    doc = JSON.parse(text) as typeof doc;
+  } catch {
+    return text;
+  }
+  if (!doc || typeof doc !== "object" || typeof doc.spdxVersion !== "string") return text;
+  const owner = new Map<string, string>();
+  let pending = image.layers.length;
+  const layerOf = async (file: string): Promise<string | undefined> => {
+    const known = owner.get(file);
+    if (known !== undefined) return known;
+    // Walk layers from the top down, once each, remembering every path the first time it is seen.
+    while (pending > 0) {
+      const layer = image.layers[--pending]!;
+      for (const p of await layerPaths(signal, upperDir(layer.recordId))) if (!owner.has(p)) owner.set(p, layer.descriptor.digest);
+      if (owner.has(file)) return owner.get(file);
+    }
+    return undefined;
+  };
+  if (Array.isArray(doc.files)) {
+    for (const f of doc.files as { fileName?: unknown; comment?: unknown }[]) {
+      if (!f || typeof f !== "object" || typeof f.fileName !== "string" || (typeof f.comment === "string" && f.comment !== "")) continue;
+      const layer = await layerOf(posixAbs(f.fileName));
+      if (layer) f.comment = `layerID: ${layer}`;
+    }
+  }
+  const info = doc.creationInfo && typeof doc.creationInfo === "object" ? doc.creationInfo : (doc.creationInfo = {});
+  info.creators = [...(Array.isArray(info.creators) ? (info.creators as unknown[]) : []), "Tool: buildkit-v0.11.6"];
+  return goJSON(doc);
+}
+
+function posixAbs(p: string): string {
+  const parts: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") parts.pop();
+    else parts.push(seg);
+  }
+  return "/" + parts.join("/");
+}
+
+/** The paths a layer adds or changes (its overlay upper directory), whiteouts left out. */
+async function layerPaths(signal: AbortSignal, dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir + rel, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (signal.aborted) return;
+      // overlayfs marks deletions with character devices; files only a deletion touches aren't the layer's.
+      if (e.isCharacterDevice() || e.name.startsWith(".wh.")) continue;
+      const p = `${rel}/${e.name}`;
+      out.push(p);
+      if (e.isDirectory()) await walk(p);
+    }
+  };
+  await walk("");
+  return out;
 }
 
 function digestSet(d: string): Record<string, string> {

@@ -228,6 +228,30 @@ describe("attestations: SBOM", () => {
     await checkTools(l, image);
   });
 
+  it("an SPDX document named sbom.*: each file learns the layer that brought it, buildkit joins the creators", async () => {
+    const spdx = JSON.stringify({
+      spdxVersion: "SPDX-2.3",
+      name: "spdx",
+      creationInfo: { creators: ["Tool: test-scanner"] },
+      files: [{ fileName: "/a.txt" }, { fileName: "./bin/busybox" }, { fileName: "/gone" }, { fileName: "/a.txt", comment: "kept" }],
+    });
+    const statement = JSON.stringify({ _type: "https://in-toto.io/Statement/v0.1", predicateType: "https://spdx.dev/Document", predicate: JSON.parse(spdx) as unknown });
+    const sc = await env.context({ Dockerfile: 'FROM busybox\nCOPY stmt.json /\nCMD ["sh", "-c", "cp /stmt.json $BUILDKIT_SCAN_DESTINATION/sbom.spdx.json"]\n', "stmt.json": statement });
+    const spdxScanner = `${env.registryHost}/kiln/spdx-scanner:latest`;
+    const pushed = await env.run(["build", sc, "-t", spdxScanner, "--push"]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const target = await env.context({ Dockerfile: "FROM busybox\nCOPY a.txt /\n", "a.txt": "a\n" });
+    const l = await buildLayout(target, [`--sbom=generator=${spdxScanner}`]);
+    const { image, statements } = await attestationsOf(l);
+    const manifest = JSON.parse((await l.blob(image.digest)).toString()) as { layers: Desc[] };
+    const doc = statements[0]!.predicate as { files: { fileName: string; comment?: string }[]; creationInfo: { creators: string[] } };
+    assert.deepEqual(
+      doc.files.map((f) => f.comment),
+      [`layerID: ${manifest.layers[1]!.digest}`, `layerID: ${manifest.layers[0]!.digest}`, undefined, "kept"],
+    );
+    assert.deepEqual(doc.creationInfo.creators, ["Tool: test-scanner", "Tool: buildkit-v0.11.6"]);
+  });
+
   it("BUILDKIT_SBOM_SCAN_STAGE and _CONTEXT add scans of the stages and the context; provenance comes last", async () => {
     const target = await env.context({
       Dockerfile: "ARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nFROM scratch AS base\nARG BUILDKIT_SBOM_SCAN_STAGE=true\nCOPY a.txt /\nFROM base\nCOPY b.txt /\n",
