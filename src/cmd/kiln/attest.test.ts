@@ -15,5 +15,6 @@ describe("--attest, --provenance, --sbom", () => {
   it("an --attest without a known type is one clear error", () => {
     assert.throws(() => attestAttrs({ attest: ["mode=max"] }), /type is required/);
     assert.throws(() => attestAttrs({ attest: ["type=sig"] }), /unknown attestation type "sig"/);
+    assert.throws(() => attestAttrs({ sbom: "./app" }), /invalid --sbom "\.\/app"/);
   });
 });

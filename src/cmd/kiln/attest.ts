@@ -40,6 +40,10 @@ export function attestAttrs(flags: { attest?: string[]; provenance?: string | bo
     if (v === undefined || v === false) return;
     const s = v === true ? "" : v;
     if (isFalse(s)) return;
+    // An optional flag value can swallow the context path (`--sbom ./app`): say so rather than build the wrong thing.
+    if (!(isTrue(s) || s === "" || s.includes("=") || (type === "provenance" && (s === "min" || s === "max")))) {
+      throw new KilnError("KILN_FLAGS", `invalid --${type} ${JSON.stringify(s)}: expected true, false${type === "provenance" ? ", min, max" : ""} or KEY=VALUE,…`, { hint: `write --${type}=VALUE, or put --${type} after the context path` });
+    }
     if (isTrue(s) || s === "") out[`attest:${type}`] = type === "provenance" ? "mode=min" : "";
     else if (type === "provenance" && (s === "min" || s === "max")) out[`attest:${type}`] = `mode=${s}`;
     else out[`attest:${type}`] = s;
