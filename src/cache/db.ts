@@ -304,17 +304,19 @@ export class MetadataDB {
 
   /**
    * Claims the extraction of lazy ref `id` for `lease`: "done" when it is extracted already (or
-   * gone), "busy" while another live lease extracts it. One write transaction, so two processes
+   * gone), "busy" (and by whom) while another lease extracts it. One write transaction, so two processes
    * sharing the root never unpack into the same snapshot.
    */
-  claimExtraction(id: string, lease: string): "claimed" | "busy" | "done" {
+  claimExtraction(id: string, lease: string): { state: "claimed" } | { state: "done" } | { state: "busy"; holder: LeaseRecord } {
     return this.transaction(() => {
       const row = this.db.prepare("SELECT lazy FROM refs WHERE id = ?").get(id) as { lazy: number | null } | undefined;
-      if (!row || row.lazy !== 1) return "done";
-      const other = this.db.prepare("SELECT 1 FROM lease_resources WHERE kind = 'extract' AND id = ? AND lease != ? LIMIT 1").get(id, lease);
-      if (other) return "busy";
+      if (!row || row.lazy !== 1) return { state: "done" as const };
+      const holder = this.db
+        .prepare("SELECT l.id, l.pid, l.start, l.created_at AS createdAt FROM lease_resources r JOIN leases l ON l.id = r.lease WHERE r.kind = 'extract' AND r.id = ? AND r.lease != ? LIMIT 1")
+        .get(id, lease) as LeaseRecord | undefined;
+      if (holder) return { state: "busy" as const, holder: { ...holder } };
       this.addLeaseResource(lease, "extract", id);
-      return "claimed";
+      return { state: "claimed" as const };
     });
   }
 

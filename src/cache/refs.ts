@@ -6,7 +6,7 @@ import { decompressLayer } from "../content/decompress.js";
 import type { ContentStore } from "../content/types.js";
 import { applyLayer } from "../snapshot/apply.js";
 import type { ActiveMount, MountSpec, Snapshotter } from "../snapshot/types.js";
-import { Flight, KilnError, type Digest } from "../util/index.js";
+import { Flight, KilnError, processIsAlive, type Digest } from "../util/index.js";
 import type { MetadataDB, RefRecord } from "./db.js";
 
 export interface LayerBlob {
@@ -245,9 +245,15 @@ export class CacheManager {
     if (lease) {
       let delay = 20;
       for (;;) {
-        const state = this.db.claimExtraction(rec.id, lease);
-        if (state === "done") return;
-        if (state === "claimed") break;
+        const claim = this.db.claimExtraction(rec.id, lease);
+        if (claim.state === "done") return;
+        if (claim.state === "claimed") break;
+        // A holder that died mid-extraction holds nothing: its lease goes (and the root is marked
+        // for a recovery scan), and its half-made snapshot is removed below.
+        if (!(await processIsAlive(claim.holder.pid, claim.holder.start))) {
+          this.db.reapLease(claim.holder.id);
+          continue;
+        }
         await sleep(delay, undefined, { signal });
         delay = Math.min(delay * 2, 250);
       }

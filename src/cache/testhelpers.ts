@@ -31,7 +31,7 @@ export async function openCache(root: string, policies: GCPolicy[], opts: { enab
   const snapshotter = new OverlaySnapshotter(path.join(root, "snapshots"));
   const content = new LocalContentStore(root);
   const late: { gc?: GarbageCollector } = {};
-  const mgr = new CacheManager(db, snapshotter, { leaseId, reserve: (signal, id, bytes) => late.gc!.reserve(signal, id, bytes) });
+  const mgr = new CacheManager(db, snapshotter, { leaseId, content, reserve: (signal, id, bytes) => late.gc!.reserve(signal, id, bytes) });
   const gc = (late.gc = new GarbageCollector({ mgr, content, root, cacheMountRoot: path.join(root, "cachemounts"), policies, enabled: opts.enabled ?? true, leaseId }));
   return {
     root,
