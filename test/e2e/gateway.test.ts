@@ -195,6 +195,28 @@ void describe("gateway builds", () => {
     for (const n of new Set(steps)) assert.match(again.stderr, new RegExp(`^#${n} CACHED$`, "m"), `step #${n} is cached:\n${again.stderr}`);
   });
 
+  test("build history: a finished build is listed (EarlyExit) with its frontend and step counts, and UpdateBuildHistory deletes it", async () => {
+    const signal = AbortSignal.timeout(120_000);
+    using client = await connect(signal);
+    const ctx = await env.context({ Dockerfile: "FROM busybox\nRUN echo history > /h\n" });
+    const r = await env.run(["--addr", `unix://${daemon.sock}`, "build", ctx]);
+    assert.equal(r.code, 0, r.stderr);
+    const list = async (): Promise<control.BuildHistoryEvent[]> => {
+      const events: control.BuildHistoryEvent[] = [];
+      const stream = client.api.listenBuildHistory({ EarlyExit: true }, { signal });
+      for await (const ev of stream) events.push(ev as control.BuildHistoryEvent);
+      return events;
+    };
+    const records = (await list()).filter((e) => e.type === 1 && e.record?.Frontend === "dockerfile.v0");
+    assert.ok(records.length > 0, "the build is recorded as completed");
+    const rec = records.at(-1)!.record!;
+    assert.ok(rec.CreatedAt && rec.CompletedAt && !rec.error);
+    assert.ok(rec.numTotalSteps >= 2 && rec.numCompletedSteps === rec.numTotalSteps, `${rec.numCompletedSteps}/${rec.numTotalSteps} steps`);
+    await client.api.updateBuildHistory({ Ref: rec.Ref, Delete: true }, { signal });
+    assert.ok(!(await list()).some((e) => e.record?.Ref === rec.Ref), "the deleted record is gone");
+    await assert.rejects(client.api.updateBuildHistory({ Ref: rec.Ref, Delete: true }, { signal }), /not found/);
+  });
+
   /** `kiln debug llb` with stdout as bytes. */
   async function debugLLB(args: string[]): Promise<Buffer> {
     const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kiln"), "--root", env.root, "--config", env.config, "debug", "llb", ...args], { stdio: ["ignore", "pipe", "pipe"] });

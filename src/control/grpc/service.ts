@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
-import { toBinary } from "@bufbuild/protobuf";
+import { toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { addService, control, grpcServiceDefinition, health, pb, type ServiceImpl } from "../../api/index.js";
 import { parseFilters, type GarbageCollector, type PruneOptions } from "../../cache/index.js";
 import type { ExportOutputs } from "../../exporter/index.js";
@@ -15,6 +15,7 @@ import { gcPolicyRecords, ociWorkerLabels, splitEvent, statusResponse, usageReco
 import { JobRegistry } from "./jobs.js";
 import { withErrorDetails } from "./errdetails.js";
 import { wireMessage } from "../step-error.js";
+import { BuildHistory } from "./history.js";
 import { inputsOf, trackValuelessEntries } from "./nil-inputs.js";
 import { ReturnedError, type GatewayBuild, type GatewayService } from "./gateway.js";
 
@@ -76,6 +77,7 @@ function anonymousSession(): Session {
 
 export class ControlService {
   readonly jobs = new JobRegistry();
+  readonly history = new BuildHistory();
   private readonly shutdown = new AbortController();
   private readonly running = new Set<Promise<unknown>>();
 
@@ -93,6 +95,8 @@ export class ControlService {
       solve: (call, cb) => void this.unary(call, cb, (signal) => this.solve(signal, call.request)),
       status: (call) => void this.status(call),
       session: (call) => void this.session(call),
+      listenBuildHistory: (call) => void this.listenHistory(call),
+      updateBuildHistory: (call, cb) => void this.unary(call, cb, async () => (this.history.update(call.request), {})),
     };
     server.addService(def, impl as grpc.UntypedServiceImplementation);
     addService(server, health.Health, {
@@ -218,6 +222,17 @@ export class ControlService {
   private async solve(signal: AbortSignal, r: control.SolveRequest): Promise<{ ExporterResponse: Record<string, string> }> {
     const ref = r.Ref || randomBytes(12).toString("hex");
     const job = this.jobs.start(ref);
+    // Internal requests (buildx's capability probes) stay out of the history, as in BuildKit.
+    const recorded = r.Internal
+      ? undefined
+      : this.history.start({
+          ref,
+          frontend: r.Frontend,
+          frontendAttrs: { ...r.FrontendAttrs },
+          exporters: r.Exporters.length > 0 ? r.Exporters.map((e) => ({ type: e.Type, attrs: { ...e.Attrs } })) : r.Exporter ? [{ type: r.Exporter, attrs: { ...r.ExporterAttrs } }] : [],
+        });
+    const progress = recorded ? recorded.progress(job.progress) : job.progress;
+    let failure: unknown;
     let gw: GatewayBuild | undefined;
     try {
       const req: SolveRequest = { ref, frontendAttrs: { ...r.FrontendAttrs }, entitlements: r.Entitlements };
@@ -228,7 +243,7 @@ export class ControlService {
       // drive through the gateway API (LLBBridge); registered at once, as their calls follow quickly.
       if (!r.Frontend && !(r.Definition && r.Definition.def.length > 0)) {
         if (!this.opts.gateway) throw new KilnError("KILN_UNIMPLEMENTED", "builds driven through the gateway API (LLBBridge) are not supported by this daemon");
-        gw = this.opts.gateway.start(ref, { progress: job.progress, inputs: r.FrontendInputs });
+        gw = this.opts.gateway.start(ref, { progress, inputs: r.FrontendInputs });
         req.gateway = gw;
       }
       if (r.Frontend) req.frontend = r.Frontend;
@@ -245,15 +260,35 @@ export class ControlService {
         // Several exporters: each stream names its exporter's index, as BuildKit ≥ 0.13 does.
         if (remote.supports(fileSendMethod)) outputs = req.exporters ? req.exporters.map((_, i) => this.sessionOutputs(remote, i)) : this.sessionOutputs(remote);
       }
-      const res = await this.opts.controller.solve(signal, req, session, outputs, job.progress);
+      const res = await this.opts.controller.solve(signal, req, session, outputs, progress);
       // BuildKit collects after builds, off the request's path.
       void this.track(this.opts.gc.afterBuild(this.shutdown.signal)).catch((err: unknown) => {
         if (!isAbortError(err)) this.opts.log?.(`gc error: ${errorMessage(err)}`);
       });
       return { ExporterResponse: res };
+    } catch (err) {
+      failure = err;
+      throw err;
     } finally {
       if (gw) this.opts.gateway?.end(gw);
+      if (recorded) {
+        const st = failure === undefined ? undefined : toServiceError(failure);
+        recorded.complete(st ? { code: st.code ?? grpc.status.UNKNOWN, message: st.details ?? "" } : undefined);
+      }
       job.finish();
+    }
+  }
+
+  /** ListenBuildHistory: the records, then (without EarlyExit) new events until the client goes. */
+  private async listenHistory(call: grpc.ServerWritableStream<control.BuildHistoryRequest, MessageInitShape<typeof control.BuildHistoryEventSchema>>): Promise<void> {
+    const { signal, dispose } = callSignal(call, this.shutdown.signal);
+    try {
+      await this.track(this.history.listen(signal, call.request, (ev) => call.write(ev)));
+      call.end();
+    } catch (err) {
+      if (!call.cancelled) call.emit("error", toServiceError(err));
+    } finally {
+      dispose();
     }
   }
 
