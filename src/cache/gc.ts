@@ -334,18 +334,7 @@ export class GarbageCollector {
     for (;;) {
       signal.throwIfAborted();
       if (gcMode && totalOf(records) < keepBytes) break;
-      const cutoff = Date.now() - (o.keepDurationMs ?? 0);
-      const parents = new Set(records.flatMap((r) => r.parents));
-      const candidates = records.filter(
-        (r) =>
-          !r.inUse &&
-          // A record others build on goes only after them (its snapshot is their lower layer).
-          !parents.has(r.id) &&
-          r.id !== "kiln-metadata" &&
-          (o.all || (r.recordType !== "internal" && r.recordType !== "frontend" && !r.shared)) &&
-          !(o.keepDurationMs && r.lastUsedAt && r.lastUsedAt.getTime() > cutoff) &&
-          filter.matches(fieldsOf(r)),
-      );
+      const candidates = pruneCandidates(records, o, filter);
       if (candidates.length === 0) break;
       const batch = gcMode ? sortDeleteRecords(candidates).slice(0, 1) : candidates;
       let progress = false;
@@ -488,15 +477,34 @@ export class GarbageCollector {
   async afterBuild(signal: AbortSignal): Promise<UsageInfo[]> {
     if (!this.opts.enabled) return [];
     const ds = await this.diskStat();
-    const total = (await this.usage()).reduce((a, r) => a + (r.shared ? 0 : r.size), 0);
+    const records = await this.usage();
+    const total = records.reduce((a, r) => a + (r.shared ? 0 : r.size), 0);
     const needed = this.opts.policies.some((p) => {
       const r = this.resolve(p, ds);
       const keep = calculateKeepBytes(total, ds, { maxUsed: r.maxUsedSpace ?? 0, reserved: r.reservedSpace ?? 0, minFree: r.minFreeSpace ?? 0 });
-      // Without a size limit a policy deletes whatever matches (by age, filter): always run it.
-      return keep === 0 || total >= keep;
+      // Without a size limit a policy deletes whatever matches (by age, filter): run it when
+      // something does (most builds find nothing old enough, and skip the lock and the passes).
+      if (keep === 0) return pruneCandidates(records, r, parseFilters(r.filters ?? [])).length > 0;
+      return total >= keep;
     });
     return needed ? this.runPolicies(signal) : [];
   }
+}
+
+/** What an unlimited pass of `o` would delete now: unused, not under another record, old enough, matching. */
+function pruneCandidates(records: UsageInfo[], o: PruneOptions, filter: ReturnType<typeof parseFilters>): UsageInfo[] {
+  const cutoff = Date.now() - (o.keepDurationMs ?? 0);
+  const parents = new Set(records.flatMap((r) => r.parents));
+  return records.filter(
+    (r) =>
+      !r.inUse &&
+      // A record others build on goes only after them (its snapshot is their lower layer).
+      !parents.has(r.id) &&
+      r.id !== "kiln-metadata" &&
+      (o.all || (r.recordType !== "internal" && r.recordType !== "frontend" && !r.shared)) &&
+      !(o.keepDurationMs && r.lastUsedAt && r.lastUsedAt.getTime() > cutoff) &&
+      filter.matches(fieldsOf(r)),
+  );
 }
 
 function fieldsOf(r: UsageInfo): (field: string) => [string, boolean] {
