@@ -1,4 +1,4 @@
-// Records the mode=max local cache export of the real BuildKit for each case of
+// Records the local cache export (mode=max unless the case says min) of the real BuildKit for each case of
 // test/compare/cache-cases.ts into test/compare/golden/cache/NAME.json (with --write), and with
 // --compare exports the same builds from kiln and prints every record that differs. BuildKit
 // itself is not part of this project: pass the directory holding `buildkitd` and `buildctl`
@@ -40,7 +40,7 @@ try {
     const bkCache = path.join(tmp, `${c.name}.bk-cache`);
     const opts = c.target ? ["--opt", `target=${c.target}`] : [];
     try {
-      await sh(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, ...opts, "--export-cache", `type=local,dest=${bkCache},mode=max`], { maxBuffer: 64 << 20 });
+      await sh(buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, ...opts, "--export-cache", `type=local,dest=${bkCache},mode=${c.mode ?? "max"}`], { maxBuffer: 64 << 20 });
     } catch (err) {
       failures++;
       console.log(`${c.name}: BuildKit failed: ${(err as { stderr?: string }).stderr?.split("\n").slice(-12).join("\n  ")}`);
@@ -57,7 +57,7 @@ try {
       continue;
     }
     const kilnCache = path.join(tmp, `${c.name}.kiln-cache`);
-    const args = [path.join(repoRoot, "bin/kiln"), "--root", path.join(tmp, "kiln-root"), "--config", config, "build", ctx, "--progress", "plain", "--export-cache", `type=local,dest=${kilnCache},mode=max`];
+    const args = [path.join(repoRoot, "bin/kiln"), "--root", path.join(tmp, "kiln-root"), "--config", config, "build", ctx, "--progress", "plain", "--export-cache", `type=local,dest=${kilnCache},mode=${c.mode ?? "max"}`];
     if (c.target) args.push("--target", c.target);
     try {
       await sh(process.execPath, args, { maxBuffer: 64 << 20 });

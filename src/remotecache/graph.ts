@@ -95,6 +95,34 @@ export async function buildConfig(
     signal.throwIfAborted();
     return layersFor(key, output);
   });
+  if (mode === "min") {
+    // BuildKit's min mode still gives a result to every record whose layers the exported results
+    // already made (their blobs exist): the steps below the result in its own layer chain. Those
+    // are reached from the roots through inputs keyed by definition (a rootfs, a copy's base).
+    const made = new Set(chains.flatMap((c) => (c ?? []).map((d) => d.digest)));
+    const below: { rec: CacheRecord; key: Digest; output: number }[] = [];
+    const seen = new Set<string>(withResult.map((w) => `${w.key}@${w.output}`));
+    const visit = (key: Digest) => {
+      for (const dep of keys.get(key)?.deps ?? []) {
+        if ("content" in dep) continue;
+        const id = `${dep.key}@${dep.index}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        const info = keys.get(dep.key);
+        const idx = recordIndex.get(id);
+        if (info && info.deps.length > 0 && idx) for (const i of idx) below.push({ rec: records[i]!, key: dep.key, output: dep.index });
+        visit(dep.key);
+      }
+    };
+    for (const r of roots) visit(r.key);
+    const belowChains = await mapLimit(below, 4, async ({ key, output }) => {
+      signal.throwIfAborted();
+      const descs = await layersFor(key, output);
+      return descs && descs.length > 0 && descs.every((d) => made.has(d.digest)) ? descs : undefined;
+    });
+    withResult.push(...below);
+    chains.push(...belowChains);
+  }
   for (const [i, { rec }] of withResult.entries()) {
     const descs = chains[i];
     if (!descs || descs.length === 0) continue;

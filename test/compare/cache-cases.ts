@@ -11,6 +11,8 @@ export interface CacheCase {
   /** Context files; every file is written 0644 and every directory 0755, owned by the writer (root). */
   files: Record<string, string>;
   target?: string;
+  /** The cache export's mode (default max). */
+  mode?: "min" | "max";
 }
 
 export const cacheCases: CacheCase[] = [
@@ -52,6 +54,16 @@ export const cacheCases: CacheCase[] = [
       ].join("\n"),
       "a.txt": "A\n",
       "b.txt": "B\n",
+    },
+  },
+  {
+    name: "multistage-min",
+    mode: "min",
+    files: {
+      // Shares no step with the other cases: BuildKit's min mode gives results to whatever already has
+      // blobs, which includes steps an earlier case exported.
+      Dockerfile: ["FROM busybox AS build", "COPY m.txt /m", "RUN echo min-$(cat /m) > /out", "FROM busybox", "WORKDIR /w", "COPY --from=build /out /out", "RUN cat /out > /final"].join("\n"),
+      "m.txt": "M\n",
     },
   },
 ];
