@@ -192,10 +192,11 @@ export class MetadataDB {
     return (this.db.prepare("SELECT id FROM refs WHERE parent = ?").all(id) as { id: string }[]).map((r) => r.id);
   }
 
+  /** A ref with this layer blob on this parent; an extracted one before a lazy one. */
   findByBlob(blobDigest: string, parent: string | null): RefRecord | undefined {
     const row = (parent === null
-      ? this.db.prepare("SELECT * FROM refs WHERE blob_digest = ? AND parent IS NULL LIMIT 1").get(blobDigest)
-      : this.db.prepare("SELECT * FROM refs WHERE blob_digest = ? AND parent = ? LIMIT 1").get(blobDigest, parent)) as RefRow | undefined;
+      ? this.db.prepare("SELECT * FROM refs WHERE blob_digest = ? AND parent IS NULL ORDER BY COALESCE(lazy, 0) LIMIT 1").get(blobDigest)
+      : this.db.prepare("SELECT * FROM refs WHERE blob_digest = ? AND parent = ? ORDER BY COALESCE(lazy, 0) LIMIT 1").get(blobDigest, parent)) as RefRow | undefined;
     return row ? toRecord(row) : undefined;
   }
 

@@ -115,10 +115,15 @@ test("without its provider a lazy ref whose blobs are not here is no cache hit; 
   assert.equal(await c.mgr.canServe(top), false, "the import that could fetch the blobs is over");
   await assert.rejects(top.mount(signal), /KILN_BLOB_MISSING|no cache import provides it/);
   assert.equal(await new RefCacheStore(c.mgr).load(signal, "sha256:key", 1), undefined);
+  // A pull of the same base layer unpacks its own rather than reuse a lazy ref it can't serve.
+  assert.equal(await c.mgr.findLayer(layers[0]!.digest, undefined), undefined);
   await top.release();
 
   // With a blob here (a later import brought it), prune removes the lazy refs and the blob.
   await c.content.ingest(signal, store.createReadStream(layers[0]!.digest), { digest: layers[0]!.digest, size: layers[0]!.size });
+  const base = await c.mgr.findLayer(layers[0]!.digest, undefined);
+  assert.equal(base?.record.lazy, true, "with its blob here the lazy base layer is reused");
+  await base?.release();
   const removed = await c.gc.prune(signal, { all: true });
   assert.equal(removed.length, 2);
   assert.deepEqual(c.db.allRefs(), []);

@@ -206,7 +206,7 @@ export class CacheManager {
     for (const rec of ref.chain()) {
       if (!rec.lazy || !rec.blobDigest) continue;
       if (this.providers.has(rec.blobDigest)) continue;
-      if (!(await this.content().has(rec.blobDigest as Digest))) return false;
+      if (!(await this.opts.content?.has(rec.blobDigest as Digest))) return false;
     }
     return true;
   }
@@ -289,9 +289,20 @@ export class CacheManager {
   }
 
   /** Finds an already unpacked layer with this blob on this parent, so layers unpack once. */
-  findLayer(blobDigest: string, parent: ImmutableRef | undefined): ImmutableRef | undefined {
-    const rec = this.db.findByBlob(blobDigest, parent?.id ?? null);
-    return rec ? this.handle(rec) : undefined;
+  /**
+   * A lazy one counts only while its blob is here or fetchable: one whose import is over and
+   * whose blob never came is no use to a pull that has the blob at hand.
+   */
+  async findLayer(blobDigest: string, parent: ImmutableRef | undefined): Promise<ImmutableRef | undefined> {
+    const ref = this.db.transaction(() => {
+      const rec = this.db.findByBlob(blobDigest, parent?.id ?? null);
+      return rec ? this.handle(rec) : undefined;
+    });
+    if (ref?.record.lazy && !(await this.canServe(ref))) {
+      await ref.release();
+      return undefined;
+    }
+    return ref;
   }
 
   /** @internal */

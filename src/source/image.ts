@@ -68,7 +68,7 @@ export class RegistryImagePuller implements ImagePuller {
       for (const [i, layer] of img.layers.entries()) {
         const parentId: string = parent?.id ?? "";
         const id = await this.unpacking.run(`${layer.digest}|${parentId}`, async () => {
-          const found = mgr.findLayer(layer.digest, parent);
+          const found = await mgr.findLayer(layer.digest, parent);
           if (found) {
             await found.release();
             return found.id;
