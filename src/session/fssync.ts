@@ -12,6 +12,7 @@ import { KilnError, errorMessage, throwIfAborted } from "../util/index.js";
 import type { MessageConn } from "./msgstream.js";
 import { goModeKind, goPerm, isGoRegular } from "./fsmode.js";
 import type { WalkEntry } from "./fswalk.js";
+import { comparePath, compareUtf8 } from "./pathorder.js";
 
 export type Packet = fsutil.Packet;
 export type PacketInit = MessageInitShape<typeof fsutil.PacketSchema>;
@@ -147,23 +148,6 @@ export interface ListedStat {
   stat: Stat;
 }
 
-function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-/** fsutil's ComparePath: byte order in which `/` sorts before everything. */
-function comparePath(p1: string, p2: string): number {
-  const a = Buffer.from(p1);
-  const b = Buffer.from(p2);
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    if (a[i] === b[i]) continue;
-    if ((b[i] !== 0x2f && a[i]! < b[i]!) || a[i] === 0x2f) return -1;
-    return 1;
-  }
-  return a.length - b.length;
-}
-
 /** fsutil's Validator: clean relative paths, parents first, siblings in byte order. */
 export class OrderValidator {
   private parents: { dir: string; last: string }[] = [{ dir: "", last: "" }];
@@ -184,7 +168,7 @@ export class OrderValidator {
     if (i !== n - 1) this.parents.length = i + 1;
     const top = this.parents[this.parents.length - 1]!;
     const at = this.parents[i]!;
-    if (dir !== top.dir || compareBytes(at.last, base) >= 0) {
+    if (dir !== top.dir || compareUtf8(at.last, base) >= 0) {
       throw new KilnError("KILN_FILESYNC", `changes out of order: ${JSON.stringify(p)} ${JSON.stringify(path.posix.join(at.dir, at.last))}`);
     }
     at.last = base;

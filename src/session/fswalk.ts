@@ -2,13 +2,20 @@
 // before its contents), include/exclude patterns with fsutil's directory-skipping rules,
 // followpaths turned into includes, parents of included entries sent lazily, hard links
 // recorded against the first path of each inode, and Go os.FileMode bits.
-import { lstat, readdir, readlink, realpath, stat as statFile } from "node:fs/promises";
-import type { BigIntStats } from "node:fs";
+//
+// The file system is read synchronously: a listing is thousands of lstat/llistxattr calls of a
+// few microseconds each, and a promise per call through the thread pool costs many times the
+// calls themselves (a 5,000-file context: ~300 ms against ~50 ms). The caller's event loop gets a
+// turn every few hundred entries, and whenever the consumer's sends wait.
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
+import { realpath, stat as statFile } from "node:fs/promises";
 import path from "node:path";
-import { listAttributes, getAttribute } from "@napi-rs/xattr";
-import { KilnError, mapLimit, throwIfAborted } from "../util/index.js";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { listAttributesSync, getAttributeSync } from "@napi-rs/xattr";
+import { KilnError, throwIfAborted } from "../util/index.js";
 import { followLinks } from "./followlinks.js";
 import { toGoMode, goMode } from "./fsmode.js";
+import { compareUtf8 } from "./pathorder.js";
 import { PatternMatcher, noMatchInfo, withoutTrailingGlob, type MatchInfo } from "./patternmatcher.js";
 
 /** One entry of the listing, shaped as fsutil.types.Stat. */
@@ -40,10 +47,8 @@ export interface WalkEntry {
 }
 
 const patternChars = "*[]?^\\";
-
-function byteCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
+/** Entries listed between two turns of the event loop. */
+const entriesPerTurn = 512;
 
 /** fsutil's dedupePaths, on the include list as the walker builds it (unsorted). */
 function dedupePaths(paths: string[]): string[] | undefined {
@@ -65,18 +70,18 @@ function minor(rdev: bigint): bigint {
   return (rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n);
 }
 
-async function xattrsOf(p: string): Promise<Record<string, Uint8Array>> {
+function xattrsOf(p: string): Record<string, Uint8Array> {
   const out: Record<string, Uint8Array> = {};
   let names: string[];
   try {
-    names = await listAttributes(p);
+    names = listAttributesSync(p);
   } catch {
     // Filesystems without xattr support: fsutil ignores ENOTSUP the same way.
     return out;
   }
   for (const n of names.sort()) {
     try {
-      const v = await getAttribute(p, n);
+      const v = getAttributeSync(p, n);
       if (v) out[n] = new Uint8Array(v);
     } catch {
       // A value that vanished or cannot be read is skipped, as fsutil skips it.
@@ -86,7 +91,7 @@ async function xattrsOf(p: string): Promise<Record<string, Uint8Array>> {
 }
 
 /** fsutil's mkstat: `seen` maps inode → first path, so later links of it name that path. */
-async function mkstat(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>, seen: Map<string, string>): Promise<WalkStat> {
+function mkstat(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>, seen: Map<string, string>): WalkStat {
   const stat: WalkStat = {
     path: rel,
     mode: toGoMode(Number(st.mode)),
@@ -110,7 +115,7 @@ async function mkstat(abs: string, rel: string, st: BigIntStats, xattrs: Record<
     else seen.set(ino, rel);
     // fsutil overwrites the size after the hard-link check, so links carry their real size.
     stat.size = st.size;
-    if (st.isSymbolicLink()) stat.linkname = await readlink(abs);
+    if (st.isSymbolicLink()) stat.linkname = readlinkSync(abs);
   }
   stat.xattrs = xattrs;
   stat.mode = (stat.mode & ~goMode.socket) >>> 0;
@@ -159,16 +164,15 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
   const parentDirs: VisitedDir[] = [];
   const seen = new Map<string, string>();
 
-  const emit = async (abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): Promise<WalkEntry | undefined> => {
-    const stat = await mkstat(abs, rel, st, xattrs, seen);
+  const emit = (abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): WalkEntry | undefined => {
+    const stat = mkstat(abs, rel, st, xattrs, seen);
     if (opts.map && !opts.map(stat)) return undefined;
     return { stat, abs };
   };
 
   // Returns "skipdir" to prune a directory (Go's filepath.SkipDir), "skipped" when the entry is
   // not sent itself but its contents may be.
-  async function* visit(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): AsyncGenerator<WalkEntry, "skipdir" | "skipped" | undefined> {
-    throwIfAborted(signal);
+  function* visit(abs: string, rel: string, st: BigIntStats, xattrs: Record<string, Uint8Array>): Generator<WalkEntry, "skipdir" | "skipped" | undefined> {
     const isDir = st.isDirectory();
     if (include || exclude) {
       while (parentDirs.length > 0 && !rel.startsWith(parentDirs[parentDirs.length - 1]!.withSep)) parentDirs.pop();
@@ -203,11 +207,11 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
     try {
       if (skip) return "skipped";
       dir.called = true;
-      const entry = await emit(abs, rel, st, xattrs);
+      const entry = emit(abs, rel, st, xattrs);
       if (!entry) return undefined;
       for (const parent of parentDirs) {
         if (parent.called) continue;
-        const pe = await emit(parent.abs, parent.rel, parent.st, parent.xattrs);
+        const pe = emit(parent.abs, parent.rel, parent.st, parent.xattrs);
         if (!pe) continue;
         yield pe;
         parent.called = true;
@@ -219,10 +223,11 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
     }
   }
 
-  async function* walkDir(abs: string, rel: string, skipped = false): AsyncGenerator<WalkEntry> {
+  function* walkDir(abs: string, rel: string, skipped = false): Generator<WalkEntry> {
+    throwIfAborted(signal);
     let names: string[];
     try {
-      names = await readdir(abs);
+      names = readdirSync(abs);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" || code === "ENOTDIR") return;
@@ -230,30 +235,25 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
       if (skipped && (code === "EACCES" || code === "EPERM")) return;
       throw err;
     }
-    names.sort(byteCompare);
-    // A directory's children are stat'ed together (the thread pool works in parallel); the walk
-    // itself, with its hard-link bookkeeping, stays in order.
-    const infos = await mapLimit(names, 32, async (name) => {
+    names.sort(compareUtf8);
+    for (const name of names) {
       const childAbs = path.join(abs, name);
-      try {
-        const st = await lstat(childAbs, { bigint: true });
-        return { st, xattrs: await xattrsOf(childAbs) };
-      } catch (err) {
-        // Vanished since readdir: fsutil turns not-exist errors into a skip.
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-        throw err;
-      }
-    });
-    for (let i = 0; i < names.length; i++) {
-      const info = infos[i];
-      if (!info) continue;
-      const childAbs = path.join(abs, names[i]!);
-      const childRel = rel === "" ? names[i]! : `${rel}/${names[i]!}`;
-      const res = yield* visit(childAbs, childRel, info.st, info.xattrs);
+      // Vanished since readdir: fsutil turns not-exist errors into a skip.
+      const st = lstatSync(childAbs, { bigint: true, throwIfNoEntry: false });
+      if (!st) continue;
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      const res = yield* visit(childAbs, childRel, st, xattrsOf(childAbs));
       if (res === "skipdir") continue;
-      if (info.st.isDirectory()) yield* walkDir(childAbs, childRel, res === "skipped");
+      if (st.isDirectory()) yield* walkDir(childAbs, childRel, res === "skipped");
     }
   }
 
-  yield* walkDir(root, "");
+  let sinceTurn = 0;
+  for (const entry of walkDir(root, "")) {
+    yield entry;
+    if (++sinceTurn >= entriesPerTurn) {
+      sinceTurn = 0;
+      await nextTurn();
+    }
+  }
 }

@@ -24,19 +24,49 @@ export interface ObjectStream extends NodeJS.EventEmitter {
   readonly destroyed: boolean;
 }
 
+/** Messages a server call may have handed to HTTP/2 before a send waits for them to be flushed. */
+const maxInFlight = 256;
+
+type SendMessage = (msg: unknown, done: (err?: Error | null) => void) => void;
+
+/**
+ * grpc-js's server call stream writes one message at a time: each waits for the previous one's
+ * HTTP/2 write to complete, a turn of the event loop, so a listing of thousands of small packets
+ * takes thousands of turns. The call underneath takes messages directly and lets HTTP/2 queue and
+ * batch them; sends go there, with our own window, when the stream has one (grpc-js ≥ 1.10's
+ * ServerDuplexStreamImpl), else through the stream.
+ */
+function directSender(stream: ObjectStream): SendMessage | undefined {
+  const call = (stream as { call?: { sendMessage?: unknown } }).call;
+  if (typeof call?.sendMessage !== "function" || typeof (stream as { sendMetadata?: unknown }).sendMetadata !== "function") return undefined;
+  const send = call.sendMessage as SendMessage;
+  return (msg, done) => send.call(call, msg, done);
+}
+
 export function messageConn<In, Out>(stream: ObjectStream, signal: AbortSignal, decode: (m: unknown) => In = (m) => m as In, encode: (m: Out) => unknown = (m) => m): MessageConn<In, Out> {
   const queue: In[] = [];
   let ended = false;
   let failure: unknown;
   let waiter: { resolve: () => void } | undefined;
+  const direct = directSender(stream);
+  let inFlight = 0;
+  // Several producers may share a call (a listing and the file senders).
+  const sendWaiters: (() => void)[] = [];
+  const wakeSender = () => {
+    for (const w of sendWaiters.splice(0)) w();
+  };
   const wake = () => {
     const w = waiter;
     waiter = undefined;
     w?.resolve();
+    wakeSender();
   };
   const fail = (err: unknown) => {
     failure ??= err;
     wake();
+  };
+  const throwIfFailed = () => {
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
   };
   stream.on("data", (m: unknown) => {
     try {
@@ -65,7 +95,22 @@ export function messageConn<In, Out>(stream: ObjectStream, signal: AbortSignal, 
 
   return {
     async send(msg: Out): Promise<void> {
-      if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
+      throwIfFailed();
+      if (direct) {
+        if (stream.writableEnded || stream.destroyed) throw new Error("stream closed");
+        inFlight++;
+        direct(encode(msg), (err) => {
+          inFlight--;
+          if (err) fail(err);
+          else if (inFlight <= maxInFlight / 2) wakeSender();
+        });
+        // A failed write or a cancelled call never calls back: the stream's events end the wait.
+        while (inFlight >= maxInFlight) {
+          await new Promise<void>((resolve) => sendWaiters.push(resolve));
+          throwIfFailed();
+        }
+        return;
+      }
       // Only a full buffer makes the sender wait; waiting for every message's flush would cost a
       // turn of the event loop per packet.
       if (stream.write(encode(msg) as never)) return;
