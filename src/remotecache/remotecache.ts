@@ -293,7 +293,8 @@ export class RemoteCache {
     return recordsJSON(records);
   }
 
-  private build(signal: AbortSignal, e: CacheEntry, roots: { key: Digest; output: number }[]): Promise<BuiltConfig> {
+  /** `made` hears of each result's layers as soon as they exist (mode=max uses every one), so uploads start while others are still diffed and compressed. */
+  private build(signal: AbortSignal, e: CacheEntry, roots: { key: Digest; output: number }[], made?: (descs: Descriptor[]) => void): Promise<BuiltConfig> {
     const mode = (e.attrs.mode ?? "min") as CacheMode;
     const oci = bool(e.attrs, "oci-mediatypes", true);
     const layerAttrs = { compression: e.attrs.compression ?? "gzip", ...(e.attrs["compression-level"] ? { "compression-level": e.attrs["compression-level"] } : {}), ...(e.attrs["force-compression"] !== undefined ? { "force-compression": e.attrs["force-compression"] } : {}), "oci-mediatypes": String(oci) };
@@ -304,7 +305,9 @@ export class RemoteCache {
       if (!local) return undefined;
       try {
         const r = local[output];
-        return r ? await this.deps.layerBlobs(signal, r, layerAttrs) : undefined;
+        const descs = r ? await this.deps.layerBlobs(signal, r, layerAttrs) : undefined;
+        if (descs && mode === "max") made?.(descs);
+        return descs;
       } finally {
         await Promise.allSettled(local.map((r) => r.release()));
       }
@@ -320,26 +323,53 @@ export class RemoteCache {
     this.progress.write({ statuses: [{ id, vertex, current: 0, started, completed: new Date() }] });
   }
 
-  /** Runs `fn` over `items`, `n` at a time. */
-  private async parallel<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-    const queue = [...items];
-    await Promise.all(
-      Array.from({ length: Math.min(n, queue.length) }, async () => {
-        for (let it = queue.shift(); it !== undefined; it = queue.shift()) await fn(it);
-      }),
-    );
+  /**
+   * Builds the config while uploading its blobs: each as soon as it is made, `parallelism` at a
+   * time, each once; then the ones not heard of early. A failed upload stops the rest.
+   */
+  private async buildAndUpload(
+    signal: AbortSignal,
+    e: CacheEntry,
+    roots: { key: Digest; output: number }[],
+    parallelism: number,
+    upload: (signal: AbortSignal, d: Descriptor) => Promise<void>,
+    /** Runs once the config is built, beside the uploads still going. */
+    built?: (signal: AbortSignal, built: BuiltConfig) => Promise<void>,
+  ): Promise<BuiltConfig> {
+    const failed = new AbortController();
+    const sig = AbortSignal.any([signal, failed.signal]);
+    const limit = new Limiter(parallelism);
+    const started = new Map<string, Promise<void>>();
+    const start = (d: Descriptor) => {
+      if (started.has(d.digest)) return;
+      const p = limit.run(() => upload(sig, d));
+      p.catch((err: unknown) => failed.abort(err));
+      started.set(d.digest, p);
+    };
+    try {
+      const config = await this.build(sig, e, roots, (descs) => descs.forEach(start));
+      for (const d of config.blobs.values()) start(d);
+      await Promise.all([...started.values(), built?.(sig, config).catch((err: unknown) => {
+        failed.abort(err);
+        throw err;
+      })]);
+      return config;
+    } catch (err) {
+      // The first upload that failed says why, not the abort it caused elsewhere.
+      throw failed.signal.aborted && !signal.aborted ? failed.signal.reason : err;
+    } finally {
+      await Promise.allSettled(started.values());
+    }
   }
 
   /** s3 and azblob: blobs (touched when old, so expiry keeps them), then the config under each name, its layers annotated. */
   private async exportObjects(signal: AbortSignal, e: CacheEntry, store: ObjectStore, layout: ObjectLayout, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
-    const built = await this.build(signal, e, roots);
-    const descs = [...built.blobs.values()];
-    await this.parallel(descs, Number(e.attrs.upload_parallelism ?? 4), (d) =>
+    const built = await this.buildAndUpload(signal, e, roots, Number(e.attrs.upload_parallelism ?? 4), (sig, d) =>
       this.writingLayer(vertex, d, async () => {
         const key = layout.blobKey(d.digest);
-        const at = await store.head(signal, key);
-        if (!at) await store.put(signal, key, this.deps.content.createReadStream(d.digest as Digest), d.size, { ifNoneMatch: true });
-        else if (Date.now() - at.getTime() > layout.touchRefreshMs) await store.touch(signal, key);
+        const at = await store.head(sig, key);
+        if (!at) await store.put(sig, key, this.deps.content.createReadStream(d.digest as Digest), d.size, { ifNoneMatch: true });
+        else if (Date.now() - at.getTime() > layout.touchRefreshMs) await store.touch(sig, key);
       }),
     );
     const config = {
@@ -357,20 +387,24 @@ export class RemoteCache {
   private async exportOne(signal: AbortSignal, e: CacheEntry, target: CacheTarget, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
     const oci = bool(e.attrs, "oci-mediatypes", true);
     const imageManifest = bool(e.attrs, "image-manifest", false);
-    const built = await this.build(signal, e, roots);
-    const layerDescs = built.config.layers.map((l) => built.blobs.get(l.blob)).filter((d): d is Descriptor => d !== undefined);
-    // Blobs (the config among them) all at once, the top document after them: a reader never
-    // finds an index whose blobs are missing. putBlob skips a blob the target has (one HEAD).
-    const unique = [...new Map(layerDescs.map((d) => [d.digest, d])).values()];
-    const configBytes = Buffer.from(marshalConfig(built.config));
-    const configDesc: Descriptor = { mediaType: cacheConfigMediaType, digest: digestOf(configBytes), size: configBytes.length };
-    const uploads: { desc: Descriptor; open: () => Readable; layer: boolean }[] = [
-      ...unique.map((desc) => ({ desc, open: () => this.deps.content.createReadStream(desc.digest as Digest), layer: true })),
-      { desc: configDesc, open: () => Readable.from([configBytes]), layer: false },
-    ];
-    await this.parallel(uploads, Number(e.attrs.upload_parallelism ?? registryUploadParallelism), (u) =>
-      u.layer ? this.writingLayer(vertex, u.desc, () => target.putBlob(signal, u.desc, u.open)) : target.putBlob(signal, u.desc, u.open),
+    // Layer blobs go up while the config is built (putBlob skips one the target has, with one
+    // HEAD), the config after them, the top document last: a reader never finds an index whose
+    // blobs are missing.
+    let configDesc: Descriptor | undefined;
+    const built = await this.buildAndUpload(
+      signal,
+      e,
+      roots,
+      Number(e.attrs.upload_parallelism ?? registryUploadParallelism),
+      (sig, d) => this.writingLayer(vertex, d, () => target.putBlob(sig, d, () => this.deps.content.createReadStream(d.digest as Digest))),
+      async (sig, b) => {
+        const configBytes = Buffer.from(marshalConfig(b.config));
+        configDesc = { mediaType: cacheConfigMediaType, digest: digestOf(configBytes), size: configBytes.length };
+        await target.putBlob(sig, configDesc, () => Readable.from([configBytes]));
+      },
     );
+    if (!configDesc) throw new Error("cache config was not written");
+    const layerDescs = built.config.layers.map((l) => built.blobs.get(l.blob)).filter((d): d is Descriptor => d !== undefined);
     let root: { mediaType: string; body: Buffer };
     if (imageManifest) {
       const m = { schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers: layerDescs };
@@ -383,3 +417,23 @@ export class RemoteCache {
   }
 }
 
+/** Runs at most `n` tasks at once, the rest in the order they came. */
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly n: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    // A finished task hands its slot to the next waiter directly, so no newcomer slips in between.
+    if (this.active >= this.n) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
