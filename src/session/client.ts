@@ -9,10 +9,11 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { addService, auth, bindClient, control, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward } from "../api/index.js";
 import { CanceledError, KilnError, errorMessage } from "../util/index.js";
-import { receiveListing, sendTree, writeListing, type PacketConn } from "./fssync.js";
+import { receiveListing, sendTree, writeListing, type PacketConn, type PacketInit } from "./fssync.js";
+import { encodePacket } from "./packetcodec.js";
 import { walkTree, type WalkStat } from "./fswalk.js";
 import { messageConn } from "./msgstream.js";
-import { decoder, encoder, metadataKeys, metadataValues } from "./methods.js";
+import { decoder, encoder, metadataKeys, metadataValues, methods } from "./methods.js";
 import { bytesCallToDuplex, relayThroughUnixSocket, type UnixRelay } from "./tunnel.js";
 import { sessionHeaders, type ClientAttachables, type ExportTarget } from "./wire.js";
 
@@ -76,6 +77,20 @@ const rawFileSend: grpc.ServiceDefinition = {
   },
 };
 
+/** FileSync/DiffCopy as the client serves it: packets written by the hand encoder (listings are thousands). */
+const rawFileSync: grpc.ServiceDefinition = {
+  diffCopy: {
+    path: methods.diffCopy,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: encodePacket,
+    requestDeserialize: decoder(fsutil.PacketSchema),
+    responseSerialize: encodePacket,
+    responseDeserialize: decoder(fsutil.PacketSchema),
+    originalName: "DiffCopy",
+  },
+};
+
 /**
  * Opens a session on `client`'s channel (which must reach the daemon's Control service) and serves
  * `attachables` over it until closed or the daemon ends it.
@@ -98,8 +113,8 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
 
   if (a.dirs && Object.keys(a.dirs).length > 0) {
     const dirs = a.dirs;
-    addService(server, filesync.FileSync, {
-      diffCopy: (call) => {
+    server.addService(rawFileSync, {
+      diffCopy: (call: grpc.ServerDuplexStream<fsutil.Packet, PacketInit>) => {
         const md = call.metadata;
         const name = metadataValues(md, metadataKeys.dirName)?.[0] ?? "";
         const dir = Object.hasOwn(dirs, name) ? dirs[name] : undefined;
