@@ -37,7 +37,11 @@ export function normalizeGzipLevel(level: number | undefined): number {
 }
 
 function deflateRaw(data: Buffer, opts: zlib.ZlibOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => zlib.deflateRaw(data, opts, (err, out) => (err ? reject(err) : resolve(out))));
+  // Output room for the whole block at once (deflate's worst case is the input plus 5 bytes per
+  // 16 KiB): with the default 16 KiB each piece is a round trip between the thread pool and the
+  // main thread, which a busy main thread (or machine) makes slow.
+  const chunkSize = Math.max(zlib.constants.Z_MIN_CHUNK, data.length + (data.length >> 10) + 1024);
+  return new Promise((resolve, reject) => zlib.deflateRaw(data, { chunkSize, ...opts }, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 const sampleSize = 16 << 10;
