@@ -35,20 +35,27 @@ export async function buildConfig(
   layersFor: LayersFor,
   /** Keys that do not follow content (a local context's transfer): never exported, as BuildKit drops its random keys. */
   volatile: (info: KeyInfo) => boolean = () => false,
+  /**
+   * Per input of a key that hit an imported record before its content was known: the record
+   * digests of the content roots that record linked to. They go out again beside the definition
+   * link, as BuildKit re-exports the links it imported.
+   */
+  carried: (key: Digest) => readonly (readonly Digest[])[] | undefined = () => undefined,
 ): Promise<BuiltConfig> {
   const records: CacheRecord[] = [];
   const recordIndex = new Map<string, number[] | undefined>();
   const contentIndex = new Map<string, number>();
   const withResult: { rec: CacheRecord; key: Digest; output: number }[] = [];
 
-  const contentRecord = (content: Digest): number => {
-    let i = contentIndex.get(content);
+  const rootRecord = (digest: Digest): number => {
+    let i = contentIndex.get(digest);
     if (i === undefined) {
-      i = records.push({ digest: outputKey(content, -1), inputs: [], results: [], chains: [] }) - 1;
-      contentIndex.set(content, i);
+      i = records.push({ digest, inputs: [], results: [], chains: [] }) - 1;
+      contentIndex.set(digest, i);
     }
     return i;
   };
+  const contentRecord = (content: Digest): number => rootRecord(outputKey(content, -1));
   // A key's records: one per CacheMap digest (an image's manifest and config keys), all with the
   // same inputs. Undefined when some input has nothing to link to (BuildKit drops such records too).
   const keyRecords = (key: Digest, output: number): number[] | undefined => {
@@ -59,7 +66,8 @@ export async function buildConfig(
     // Guards against a key graph that loops back on itself.
     recordIndex.set(id, undefined);
     const inputs: CacheInput[][] = [];
-    for (const dep of info.deps) {
+    const carriedRoots = carried(key);
+    for (const [i, dep] of info.deps.entries()) {
       if ("content" in dep) {
         // Both ways to the input, so an importer can hit before it has the input's content.
         const byDef = dep.def ? keyRecords(dep.def.key, dep.def.index) : undefined;
@@ -73,7 +81,8 @@ export async function buildConfig(
         recordIndex.delete(id);
         return undefined;
       }
-      inputs.push(links.map((link) => ({ selector: selectorOf(dep.selector), link })));
+      const roots = (carriedRoots?.[i] ?? []).map((d) => ({ selector: "", link: rootRecord(d) }));
+      inputs.push([...roots, ...links.map((link) => ({ selector: selectorOf(dep.selector), link }))]);
     }
     const out: number[] = [];
     for (const digest of [info.digest, ...(info.alternates ?? [])]) {
@@ -206,6 +215,30 @@ export class ConfigMatcher {
       if (ok) out.add(ri);
     }
     return out;
+  }
+
+  /**
+   * Per input, the content roots (records without inputs, linked with an empty selector) that the
+   * records matching `key` link to besides the links its own deps explain: what a hit made by
+   * definition leaves out of the key's deps.
+   */
+  contentRoots(key: Digest, outputs: number): Digest[][] {
+    const info = this.keys.get(key);
+    if (!info) return [];
+    const recs = this.imported.config.records;
+    const explained = info.deps.map((dep) => ("content" in dep ? new Set<number>() : this.matches(dep.key, dep.index)));
+    const out: Set<Digest>[] = info.deps.map(() => new Set());
+    for (let o = 0; o < outputs; o++) {
+      for (const ri of this.matches(key, o)) {
+        recs[ri]?.inputs.forEach((links, i) => {
+          for (const x of links) {
+            const target = recs[x.link];
+            if (x.selector === "" && target && target.inputs.length === 0 && !explained[i]?.has(x.link)) out[i]?.add(target.digest);
+          }
+        });
+      }
+    }
+    return out.map((s) => [...s].sort());
   }
 
   /** The first matching record's result whose blobs are all described. */

@@ -164,6 +164,8 @@ interface LoadedImport {
 export class RemoteCache {
   readonly keys = new Map<Digest, KeyInfo>();
   private readonly imports: LoadedImport[] = [];
+  /** Content roots of imported records that keys hit by definition (see buildConfig's `carried`). */
+  private readonly carried = new Map<Digest, Digest[][]>();
 
   private constructor(
     private readonly deps: RemoteCacheDeps,
@@ -225,8 +227,14 @@ export class RemoteCache {
       for (let o = 0; o < info.outputs; o++) if (imp.matcher.matches(info.key, o).size === 0) return false;
       return true;
     });
-    if (!hit) this.keys.delete(info.key);
-    return hit;
+    if (!hit) {
+      this.keys.delete(info.key);
+      return false;
+    }
+    const roots = this.imports.map((imp) => imp.matcher.contentRoots(info.key, info.outputs));
+    const merged = info.deps.map((_, i) => [...new Set(roots.flatMap((r) => r[i] ?? []))].sort());
+    if (merged.some((r) => r.length > 0)) this.carried.set(info.key, merged);
+    return true;
   }
 
   private async load(signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined> {
@@ -278,7 +286,7 @@ export class RemoteCache {
    * image's own layers (`layers`, the image's blobs, base first) — the value of `moby.buildkit.cache.v0`.
    */
   async inlineRecords(signal: AbortSignal, root: { key: Digest; output: number }, layers: Descriptor[]): Promise<unknown[] | undefined> {
-    const built = await buildConfig(signal, this.keys, [root], "min", (key, output) => Promise.resolve(key === root.key && output === root.output ? layers : undefined), this.deps.volatile);
+    const built = await buildConfig(signal, this.keys, [root], "min", (key, output) => Promise.resolve(key === root.key && output === root.output ? layers : undefined), this.deps.volatile, (key) => this.carried.get(key));
     const image = layers.map((l) => l.digest);
     const records: CacheRecord[] = built.config.records.map((r) => {
       const out: CacheRecord = { ...r, results: [], chains: [...r.chains] };
@@ -311,7 +319,7 @@ export class RemoteCache {
       } finally {
         await Promise.allSettled(local.map((r) => r.release()));
       }
-    }, this.deps.volatile);
+    }, this.deps.volatile, (key) => this.carried.get(key));
   }
 
   /** One status line per layer, as BuildKit's "writing layer sha256:…". */
