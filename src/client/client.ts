@@ -5,8 +5,9 @@ import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { openClientSession, type ClientAttachables } from "../session/index.js";
-import { bindClient, control, maxMessageBytes, rpcstatus, type ServiceClient, type workertypes } from "../api/index.js";
+import { openClientSession } from "../session/client.js";
+import type { ClientAttachables } from "../session/wire.js";
+import { bindClient, control, maxMessageBytes, rpcstatus, type ServiceClient, type workertypes } from "../session/api.js";
 import { KilnError, errorMessage, type SourceLocation } from "../util/index.js";
 import { parseDaemonAddress, tlsFiles, type TLSFlags } from "./address.js";
 

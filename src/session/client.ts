@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
 import type { Writable } from "node:stream";
-import { addService, auth, bindClient, control, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward } from "../api/index.js";
+import { addService, auth, bindClient, control, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward } from "./api.js";
 import { CanceledError, KilnError, errorMessage } from "../util/index.js";
 import { receiveListing, sendTree, writeListing, type PacketConn, type PacketInit } from "./fssync.js";
 import { encodePacket } from "./packetcodec.js";

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { setAttribute } from "@napi-rs/xattr";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { fsutil } from "../api/index.js";
+import { fsutil } from "./api.js";
 import { KilnError, errorMessage, throwIfAborted } from "../util/index.js";
 import type { MessageConn } from "./msgstream.js";
 import { goModeKind, goPerm, isGoRegular } from "./fsmode.js";

@@ -2,7 +2,7 @@
 // BytesMessage but carries fsutil Packets for directory exports, so its codec is chosen per call.
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { auth, filesync, health, methodPath, secrets, sshforward, upload } from "../api/index.js";
+import { auth, filesync, health, methodPath, secrets, sshforward, upload } from "./api.js";
 
 export const methods = {
   healthCheck: methodPath(health.Health, "Check"),

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { auth, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward, upload as uploadpb } from "../api/index.js";
+import { auth, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward, upload as uploadpb } from "./api.js";
 import { CanceledError, KilnError, errorMessage } from "../util/index.js";
 import type { AuthConfig, CredentialProvider } from "../remotes/types.js";
 import { fromGoMode, goModeKind } from "./fsmode.js";

@@ -7,8 +7,9 @@ import path from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { fromBinary } from "@bufbuild/protobuf";
-import { pb, type control } from "../../api/index.js";
-import { ControlClient, type ConnectOptions } from "../../client/index.js";
+import { pb, type control } from "../../session/api.js";
+import { ControlClient, type ConnectOptions } from "../../client/client.js";
+
 import type { SolveRequest } from "../../control/index.js";
 import { DockerConfigCredentials } from "../../remotes/credentials.js";
 import { ClientSecretStore, parseSecretSpec } from "../../session/secrets.js";

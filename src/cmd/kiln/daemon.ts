@@ -3,7 +3,7 @@
 // client library (grpc) is loaded only when a daemon is used.
 import type { Command } from "commander";
 import { connect } from "node:net";
-import type { ControlClient, ConnectOptions } from "../../client/index.js";
+import type { ControlClient, ConnectOptions } from "../../client/client.js";
 import { KilnError } from "../../util/index.js";
 
 /** Where `kiln build` looks for kilnd when no address is given. */
@@ -72,7 +72,7 @@ export async function detectDaemon(signal: AbortSignal, env: NodeJS.ProcessEnv =
 }
 
 export async function withClient<T>(signal: AbortSignal, o: ConnectOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
-  const { ControlClient } = await import("../../client/index.js");
+  const { ControlClient } = await import("../../client/client.js");
   // grpc-js passes an IP address host as the TLS server name, which Node reports with a
   // deprecation warning on stderr; buildctl's output has no such line.
   process.noDeprecation = true;

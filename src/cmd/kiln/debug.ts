@@ -2,7 +2,7 @@
 // (--addr / BUILDKIT_HOST) or from the local root's worker.
 import type { Command } from "commander";
 import { create } from "@bufbuild/protobuf";
-import { workertypes } from "../../api/index.js";
+import type { workertypes } from "../../session/api.js";
 import { kilnVersion } from "../../control/grpc/version.js";
 import { formatPlatform, normalizePlatform } from "../../util/index.js";
 import { printError } from "./errors.js";
@@ -100,6 +100,8 @@ function checkJSONFormat(format: string | undefined): void {
 
 async function localWorkers(g: GlobalFlags): Promise<workertypes.WorkerRecord[]> {
   const { gcPolicyRecords, ociWorkerLabels, workerId, workerRecord } = await import("../../control/grpc/index.js");
+  // Loaded here: the descriptors cost every other command's start-up.
+  const { workertypes } = await import("../../session/api.js");
   return withWorker(g, async (opened) => {
     const ds = await opened.gc.diskStat();
     const rec = workerRecord({
