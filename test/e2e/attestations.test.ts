@@ -6,10 +6,11 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { spawnKiln, startKilnd, type Kilnd } from "../helpers/kilnd.js";
 
 const sh = promisify(execFile);
 
@@ -40,12 +41,21 @@ after(async () => {
   await stopSharedRegistry();
 });
 
-/** Builds to an OCI layout directory and reads its top index. */
-async function buildLayout(context: string, extra: string[]): Promise<Layout> {
+/** Builds to an OCI layout directory (in-process, or through kilnd at `addr`) and reads its top index. */
+async function buildLayout(context: string, extra: string[], addr?: string): Promise<Layout> {
   const dir = await mkdtemp(path.join(env.tmp, "layout-"));
   await rm(dir, { recursive: true });
-  const r = await env.run(["build", context, "-o", `type=oci,dest=${dir},tar=false,name=example.com/team/app:v1`, ...extra]);
-  assert.equal(r.code, 0, r.stderr);
+  if (addr) {
+    // Through the daemon the tarball comes back over the session; the layout is unpacked from it.
+    const file = `${dir}.tar`;
+    const r = await spawnKiln(["--addr", addr, "build", context, "-o", `type=oci,dest=${file},name=example.com/team/app:v1`, ...extra]).done;
+    assert.equal(r.code, 0, r.stderr);
+    await mkdir(dir);
+    await sh("tar", ["-xf", file, "-C", dir]);
+  } else {
+    const r = await env.run(["build", context, "-o", `type=oci,dest=${dir},tar=false,name=example.com/team/app:v1`, ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+  }
   const blob = (d: string) => readFile(path.join(dir, "blobs", d.replace(":", "/")));
   const top = (JSON.parse(await readFile(path.join(dir, "index.json"), "utf8")) as { manifests: Desc[] }).manifests[0]!;
   return { dir, index: JSON.parse((await blob(top.digest)).toString()) as Layout["index"], blob };
@@ -262,5 +272,36 @@ describe("attestations: SBOM", () => {
     const { statements } = await attestationsOf(l);
     const names = statements.map((s) => (s.predicate as { name?: string }).name ?? s.predicateType);
     assert.deepEqual(names, ["sbom-base", "sbom-context", "core", "https://slsa.dev/provenance/v0.2"]);
+  });
+});
+
+describe("attestations through kilnd", () => {
+  let kilnd: Kilnd;
+  let addr: string;
+  before(async () => {
+    addr = `unix://${path.join(env.tmp, "kilnd.sock")}`;
+    kilnd = await startKilnd(["--root", path.join(env.tmp, "kilnd-root"), "--config", env.config, "--addr", addr]);
+  });
+  after(async () => {
+    await kilnd?.stop();
+  });
+
+  it("provenance (max) and an SBOM scan come back from the daemon in the index", async () => {
+    const scanner = `${env.registryHost}/kiln/daemon-scanner:latest`;
+    const script = 'n=$(ls "$BUILDKIT_SCAN_SOURCE" | wc -l)\nprintf \'{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","predicate":{"n":%s}}\' "$n" > "$BUILDKIT_SCAN_DESTINATION/spdx.json"\n';
+    const sc = await env.context({ Dockerfile: 'FROM busybox\nCOPY scan.sh /\nCMD ["sh", "/scan.sh"]\n', "scan.sh": script });
+    const pushed = await spawnKiln(["--addr", addr, "build", sc, "-t", scanner, "--push"]).done;
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const l = await buildLayout(ctx, ["--provenance=max", `--sbom=generator=${scanner}`, "--build-arg", "FOO=bar"], addr);
+    const { statements } = await attestationsOf(l);
+    assert.deepEqual(
+      statements.map((s) => s.predicateType),
+      ["https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"],
+    );
+    assert.ok(((statements[0]!.predicate as { n: number }).n) > 5, "the scanner saw the image's files");
+    const p = statements[1]!.predicate as Predicate;
+    assert.equal(p.invocation.parameters.frontend, "dockerfile.v0");
+    assert.deepEqual(p.invocation.parameters.args, { "build-arg:FOO": "bar" });
+    assert.equal(p.buildConfig?.llbDefinition.length, 5);
   });
 });
