@@ -3,7 +3,7 @@
 // the digest of the image manifest they describe.
 import type { ContentStore } from "../content/types.js";
 import { MediaType, type Descriptor } from "../api/oci.js";
-import { KilnError, formatPlatform, normalizePlatform, type Platform } from "../util/index.js";
+import { KilnError, digestOf, formatPlatform, normalizePlatform, type Platform } from "../util/index.js";
 import { familiarName, parseReference } from "../remotes/index.js";
 import { goJSON, sortedKeys } from "./gojson.js";
 
@@ -141,6 +141,7 @@ export async function commitAttestations(
   names: string[],
   ociMediaTypes: boolean,
   indent: (v: unknown) => string,
+  step: <T>(name: string, fn: () => Promise<T>) => Promise<T> = (_name, fn) => fn(),
 ): Promise<CommittedAttestations> {
   const subjects = names.map((n) => ({ name: refToPURL(n, platform), digest: { [target.digest.split(":")[0]!]: target.digest.split(":")[1]! } }));
   const layers: Descriptor[] = [];
@@ -159,7 +160,7 @@ export async function commitAttestations(
     config: { mediaType: configDesc.mediaType, digest: configDesc.digest, size: configDesc.size },
     layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(ociMediaTypes ? { annotations: l.annotations } : {}) })),
   });
-  const info = await content.put(signal, manifest);
+  const info = await step(`exporting attestation manifest ${digestOf(manifest)}`, () => content.put(signal, manifest));
   return {
     manifest: {
       mediaType: manifestType,

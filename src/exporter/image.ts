@@ -228,7 +228,7 @@ export async function commitIndex(signal: AbortSignal, deps: CommitDeps, platfor
     if (atts.length > 0) {
       const target = img.manifest;
       const image = { layers: img.layers.map((l) => ({ recordId: l.record.id, descriptor: { mediaType: layerMediaType(l.mediaType, opts.ociMediaTypes), digest: l.digest, size: l.size } })) };
-      attestations.push(await run("exporting attestation manifest", () => commitAttestations(signal, deps.content, atts, target, image, p.platform, opts.names, opts.ociMediaTypes, indentJSON)));
+      attestations.push(await commitAttestations(signal, deps.content, atts, target, image, p.platform, opts.names, opts.ociMediaTypes, indentJSON, run));
     }
   }
   const top = annotationsFor(opts.annotations, undefined);
