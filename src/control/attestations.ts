@@ -167,7 +167,7 @@ export class BuildAttestations {
       // The frontend made no SBOM: scan the result itself (BuildKit's SBOMProcessor).
       const scanner = await createSBOMScanner(signal, deps.bridge, scannerReference(this.requests.sbom.generator ?? ""), deps.worker.platform);
       const noCache = this.attrs["no-cache"] === "";
-      fromFrontend = [...fromFrontend, await scanner(res.id, { core: definitionState(parseDefinition(res.definition)), extras: {}, ignoreCache: noCache }, res.platform)];
+      fromFrontend = [...fromFrontend, await scanner(res.id, { core: definitionState(parseDefinition(res.definition)), extras: {}, ignoreCache: noCache })];
     }
     const out: Attestation[] = [];
     const core: { att: Attestation; core: boolean }[] = [];

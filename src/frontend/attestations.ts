@@ -88,7 +88,7 @@ export interface SBOMTargets {
   ignoreCache: boolean;
 }
 
-export type SBOMScanner = (name: string, targets: SBOMTargets, platform: LLBPlatform) => Promise<FrontendAttestation>;
+export type SBOMScanner = (name: string, targets: SBOMTargets) => Promise<FrontendAttestation>;
 
 /** The scanner image's reference, normalised and tagged (`latest` when it names none). */
 export function scannerReference(generator: string): string {
@@ -109,7 +109,9 @@ export async function createSBOMScanner(signal: AbortSignal, bridge: FrontendBri
   const cfg = JSON.parse(Buffer.from(resolved.config).toString("utf8")) as Partial<ImageConfig>;
   const args = [...(cfg.config?.Entrypoint ?? []), ...(cfg.config?.Cmd ?? [])];
   if (args.length === 0) throw new KilnError("KILN_FRONTEND", `scanner ${scanner} does not have cmd`);
-  return async (name, targets, platform) => {
+  // The scanner runs natively whatever the target platforms (the scanned results keep theirs).
+  const platform: LLBPlatform = { os: buildPlatform.os, architecture: buildPlatform.architecture, ...(buildPlatform.variant ? { variant: buildPlatform.variant } : {}) };
+  return async (name, targets) => {
     const extras = Object.entries(targets.extras);
     const env = [...(cfg.config?.Env ?? []), `BUILDKIT_SCAN_DESTINATION=${outDir}`, `BUILDKIT_SCAN_SOURCE=${srcDir}core/${coreSBOMName}`];
     if (extras.length > 0) env.push(`BUILDKIT_SCAN_SOURCE_EXTRAS=${srcDir}extras`);

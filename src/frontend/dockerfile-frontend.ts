@@ -313,7 +313,7 @@ export class DockerfileFrontend implements Frontend {
         // Errors point into the Dockerfile together with the LLB it was read with, as BuildKit's source map.
         const def = await res.state.marshal({ platform: target, source: { ...res.source, definition: dockerfileDef } });
         const id = formatPlatform(target);
-        const sbom: FrontendAttestation | undefined = scanner ? await (await scanner)(id, res.sbom, target) : undefined;
+        const sbom: FrontendAttestation | undefined = scanner ? await (await scanner)(id, res.sbom) : undefined;
         return { id, platform: target, definition: def.toBinary(), config: Buffer.from(marshalImage(res.image)), sbom };
       }),
     );
