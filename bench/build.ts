@@ -148,6 +148,7 @@ async function buildkitEngine(tmp: string, config: string, binDir: string | unde
   };
 }
 
+const loadAtStart = os.loadavg();
 const reg = await startRegistry();
 const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-bench-"));
 const engines: Engine[] = [];
@@ -198,6 +199,10 @@ try {
     }
   }
   console.log(`\nmedian wall time of ${runs} runs per scenario; MB = peak RSS of the client process (kiln: the whole engine; kiln-daemon: kiln --addr only; buildkit: buildctl only)`);
+  // Both matter to the reading: the machine's other work, and a start-up cost every Node process
+  // here pays (Node parses that bundle before any script runs; Go binaries do not).
+  console.log(`load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} at the end (${os.cpus().length} CPUs)`);
+  if (process.env.NODE_EXTRA_CA_CERTS) console.log(`NODE_EXTRA_CA_CERTS is set (${process.env.NODE_EXTRA_CA_CERTS}): every node process, kiln's included, loads it at start-up`);
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
   for (const r of table) console.log(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
 } finally {

@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
+import type { Http2Session } from "node:http2";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
 import type { Writable } from "node:stream";
@@ -233,6 +234,7 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
     throw err;
   }
   injector.injectConnection(relaySocket);
+  widenFlowControlWindows(server);
 
   const done = new Promise<void>((resolve, reject) => {
     call.on("status", (st: grpc.StatusObject) => (st.code === grpc.status.OK ? resolve() : reject(new KilnError("KILN_SESSION", `session ended: ${st.details}`))));
@@ -257,6 +259,28 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
     })());
   done.then(close, close).catch(() => undefined);
   return { id, methods: served, done, close, [Symbol.asyncDispose]: close };
+}
+
+/** What the daemon may send ahead of our acknowledgements (its own end uses the same). */
+const sessionWindow = 8 << 20;
+
+/**
+ * The daemon sends exports (an image tarball, a directory) to this server: with HTTP/2's 64 KiB
+ * default window every 64 KiB waits for a WINDOW_UPDATE's round trip through both tunnels (a 2 MB
+ * tarball took ~120 ms). grpc-js's server takes no window option, so the session it made for the
+ * injected connection (its `sessions` map, when it has one) is widened directly.
+ */
+function widenFlowControlWindows(server: grpc.Server): void {
+  const sessions = (server as unknown as { sessions?: unknown }).sessions;
+  if (!(sessions instanceof Map)) return;
+  for (const s of sessions.keys() as Iterable<Partial<Http2Session>>) {
+    try {
+      s.setLocalWindowSize?.(sessionWindow);
+      s.settings?.({ initialWindowSize: sessionWindow });
+    } catch {
+      // A session already closing keeps its windows.
+    }
+  }
 }
 
 function connectUnix(socketPath: string): Promise<Socket> {

@@ -36,7 +36,7 @@ type SendMessage = (msg: unknown, done: (err?: Error | null) => void) => void;
  * batch them; sends go there, with our own window, when the stream has one (grpc-js ≥ 1.10's
  * ServerDuplexStreamImpl), else through the stream.
  */
-function directSender(stream: ObjectStream): SendMessage | undefined {
+export function directSender(stream: ObjectStream): SendMessage | undefined {
   const call = (stream as { call?: { sendMessage?: unknown } }).call;
   if (typeof call?.sendMessage !== "function" || typeof (stream as { sendMetadata?: unknown }).sendMetadata !== "function") return undefined;
   const send = call.sendMessage as SendMessage;

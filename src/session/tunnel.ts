@@ -8,11 +8,13 @@ import { mkdtemp, rm, chmod } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import type { ObjectStream } from "./msgstream.js";
+import { directSender, type ObjectStream } from "./msgstream.js";
 
 
 /** Bytes gathered into one message before it is sent without waiting for the next turn. */
 const coalesceBytes = 64 << 10;
+/** Bytes handed to a server call's HTTP/2 stream before writers wait. */
+const maxInFlightBytes = 4 << 20;
 
 /**
  * A Duplex over a stream of `{data}` messages (either end of Control.Session). Ending the Duplex
@@ -29,6 +31,8 @@ export function bytesCallToDuplex(call: ObjectStream): Duplex {
   let scheduled: NodeJS.Immediate | undefined;
   let full = false;
   const blocked: (() => void)[] = [];
+  const direct = directSender(call);
+  let inFlightBytes = 0;
   const flush = () => {
     clearImmediate(scheduled);
     scheduled = undefined;
@@ -36,6 +40,19 @@ export function bytesCallToDuplex(call: ObjectStream): Duplex {
     const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
     pending = [];
     pendingBytes = 0;
+    if (direct) {
+      // The daemon's end: its server call would take one message per turn (see directSender).
+      inFlightBytes += data.length;
+      direct({ data }, () => {
+        inFlightBytes -= data.length;
+        if (full && inFlightBytes <= maxInFlightBytes / 2) {
+          full = false;
+          for (const w of blocked.splice(0)) w();
+        }
+      });
+      if (inFlightBytes > maxInFlightBytes) full = true;
+      return;
+    }
     if (!call.write({ data } as never) && !full) {
       full = true;
       call.once("drain", () => {
