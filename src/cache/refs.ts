@@ -394,8 +394,14 @@ export class ImmutableRef {
     return this.mgr.snapshotter.mounts(this.rec.id, readonly);
   }
 
+  /**
+   * A read-only view of the ref's files. A ref of one layer (a local source, a base layer) is
+   * viewed in its own directory: a bind mount would cost a mount(8) and an umount(8) process on
+   * the path of every build that checksums its context. Readers never write through a view.
+   */
   async mount(signal: AbortSignal): Promise<ActiveMount> {
     await this.mgr.extract(signal, this.rec.id);
+    if (!this.rec.parent) return { path: this.mgr.snapshotter.upperDir(this.rec.id), [Symbol.asyncDispose]: () => Promise.resolve() };
     return this.mgr.snapshotter.mount(signal, this.rec.id, true);
   }
 }
