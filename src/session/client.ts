@@ -215,6 +215,12 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
   const onAbort = () => call.cancel();
   if (signal.aborted) call.cancel();
   else signal.addEventListener("abort", onAbort, { once: true });
+  // Listening from the start: the daemon may end the call (a refused id) while the relay is set up.
+  const done = new Promise<void>((resolve, reject) => {
+    call.on("status", (st: grpc.StatusObject) => (st.code === grpc.status.OK ? resolve() : reject(new KilnError("KILN_SESSION", `session ended: ${st.details}`))));
+    call.on("error", (err: Error) => reject(new KilnError("KILN_SESSION", `session ended: ${err.message}`, { cause: err })));
+  });
+  done.catch(() => undefined);
   const duplex = bytesCallToDuplex(call);
   duplex.on("error", () => undefined);
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -235,12 +241,6 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
   }
   injector.injectConnection(relaySocket);
   widenFlowControlWindows(server);
-
-  const done = new Promise<void>((resolve, reject) => {
-    call.on("status", (st: grpc.StatusObject) => (st.code === grpc.status.OK ? resolve() : reject(new KilnError("KILN_SESSION", `session ended: ${st.details}`))));
-    call.on("error", (err: Error) => reject(new KilnError("KILN_SESSION", `session ended: ${err.message}`, { cause: err })));
-  });
-  done.catch(() => undefined);
 
   let closing: Promise<void> | undefined;
   const close = () =>
