@@ -1,10 +1,10 @@
 // In-process LocalDirs for daemonless builds: the named directories are read straight from disk.
-import { lstat, readdir, readlink, mkdir, copyFile, symlink, lchown, chmod, lutimes, utimes, link } from "node:fs/promises";
+import { lstat, mkdir, copyFile, symlink, lchown, chmod, lutimes, utimes, link } from "node:fs/promises";
 import path from "node:path";
 import { constants } from "node:fs";
 import { KilnError, mapLimit, throwIfAborted } from "../util/index.js";
-import { compilePatterns, type PatternMatcher } from "./patterns.js";
-import { followLinks } from "./followlinks.js";
+import { walkTree } from "./fswalk.js";
+import { fromGoMode, goModeKind } from "./fsmode.js";
 import type { LocalBase, LocalDirs, LocalEntry, SyncOptions } from "./types.js";
 
 export class DiskLocalDirs implements LocalDirs {
@@ -13,19 +13,28 @@ export class DiskLocalDirs implements LocalDirs {
   async list(signal: AbortSignal, name: string, opts: SyncOptions): Promise<LocalEntry[] | undefined> {
     const root = this.dirs[name];
     if (root === undefined) return undefined;
-    const excludes = compilePatterns(opts.excludePatterns ?? []);
-    let includePatterns = opts.includePatterns;
-    // Only what COPY/ADD can read travels: followpaths (and symlink targets on their way) become includes.
-    if (opts.followPaths && opts.followPaths.length > 0) {
-      const followed = await followLinks(root, opts.followPaths);
-      if (followed) includePatterns = [...new Set([...(includePatterns ?? []), ...followed])];
-    }
-    const includes = includePatterns && includePatterns.length > 0 ? compilePatterns(includePatterns) : undefined;
+    // The same listing a remote client's sender makes (fsutil's walk: its pattern rules, followpaths
+    // as includes, parents of included entries), so a build selects the same files in-process and
+    // through a daemon.
     const out: LocalEntry[] = [];
     try {
-      await walk(signal, root, "", excludes, includes, out);
+      for await (const { stat } of walkTree(signal, root, opts)) {
+        const kind = goModeKind(stat.mode);
+        if (kind !== "dir" && kind !== "file" && kind !== "symlink") continue;
+        out.push({
+          path: stat.path,
+          type: kind,
+          mode: fromGoMode(stat.mode),
+          // Clients send their files as root-owned, as buildctl's file sync does.
+          uid: 0,
+          gid: 0,
+          size: Number(stat.size),
+          mtimeMs: Number(stat.modTime / 1_000_000n),
+          ...(kind === "symlink" ? { linkname: stat.linkname } : {}),
+        });
+      }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      if (err instanceof KilnError && err.code === "KILN_LOCAL_NOT_FOUND") {
         throw new KilnError("KILN_LOCAL_NOT_FOUND", `local directory ${JSON.stringify(name)} not found: ${root}`, { cause: err });
       }
       throw err;
@@ -97,76 +106,3 @@ function sameFile(a: LocalEntry, b: LocalEntry): boolean {
   return a.type === b.type && a.mode === b.mode && a.size === b.size && a.mtimeMs === b.mtimeMs && a.uid === b.uid && a.gid === b.gid;
 }
 
-async function walk(
-  signal: AbortSignal,
-  root: string,
-  rel: string,
-  excludes: PatternMatcher,
-  includes: PatternMatcher | undefined,
-  out: LocalEntry[],
-): Promise<void> {
-  throwIfAborted(signal);
-  const names = (await readdir(path.join(root, rel))).sort();
-  const paths = names.map((n) => (rel === "" ? n : `${rel}/${n}`));
-  // lstat a directory's children together; subdirectories are walked concurrently into their own
-  // lists and spliced back in order, so the result stays sorted, parents first.
-  const stats = await mapLimit(paths, 64, (p) => lstat(path.join(root, p)));
-  const subtrees = new Map<number, Promise<LocalEntry[]>>();
-  const entries: (LocalEntry | undefined)[] = [];
-  const flags: { excluded: boolean; included: boolean; descend: boolean }[] = [];
-  for (let i = 0; i < paths.length; i++) {
-    const p = paths[i]!;
-    const st = stats[i]!;
-    const isDir = st.isDirectory();
-    const excluded = excludes.matches(p);
-    if (excluded && !(isDir && excludes.mayMatchInside(p))) {
-      entries.push(undefined);
-      flags.push({ excluded, included: false, descend: false });
-      continue;
-    }
-    const included = includes === undefined || includes.matches(p) || includes.matchesParent(p);
-    const entry: LocalEntry = {
-      path: p,
-      type: isDir ? "dir" : st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : "other",
-      mode: st.mode,
-      // Clients send their files as root-owned, as buildctl's file sync does.
-      uid: 0,
-      gid: 0,
-      size: st.size,
-      mtimeMs: Math.trunc(st.mtimeMs),
-    };
-    const descend = isDir && (includes === undefined || included || includes.mayMatchInside(p));
-    if (descend) {
-      subtrees.set(
-        i,
-        (async () => {
-          const sub: LocalEntry[] = [];
-          await walk(signal, root, p, excludes, includes, sub);
-          return sub;
-        })(),
-      );
-    }
-    entries.push(entry);
-    flags.push({ excluded, included, descend });
-  }
-  await mapLimit(
-    entries.map((e, i) => [e, i] as const).filter(([e]) => e?.type === "symlink"),
-    64,
-    async ([e]) => {
-      e!.linkname = await readlink(path.join(root, e!.path));
-    },
-  );
-  for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i];
-    if (!entry) continue;
-    const { excluded, included } = flags[i]!;
-    if (entry.type === "dir") {
-      const sub = (await subtrees.get(i)) ?? [];
-      // A directory excluded itself but holding re-included files still has to exist.
-      if ((!excluded && included) || sub.length > 0) out.push(entry);
-      for (const s of sub) out.push(s);
-    } else if (!excluded && included && entry.type !== "other") {
-      out.push(entry);
-    }
-  }
-}

@@ -75,6 +75,8 @@ test("wildcards, directories and trailing slashes follow BuildKit's copy rules",
       "COPY a.txt /newdir/",
       "COPY a.txt b.txt /multi/",
       "COPY d?r/sub /q/",
+      "COPY dir/*.txt /dw/",
+      "COPY dir/s?b/y.t?t /deep/",
       "COPY [ab].txt /cls/",
       "COPY nomatch* /none/",
       "WORKDIR /rel",
@@ -93,6 +95,9 @@ test("wildcards, directories and trailing slashes follow BuildKit's copy rules",
   assert.deepEqual(await ls(path.join(d, "newdir")), ["a.txt"]);
   assert.deepEqual(await ls(path.join(d, "multi")), ["a.txt", "b.txt"]);
   assert.deepEqual(await ls(path.join(d, "q")), ["y.txt"]);
+  // Wildcards below the first path element: the context sync must send what they match.
+  assert.deepEqual(await ls(path.join(d, "dw")), ["x.txt"]);
+  assert.deepEqual(await ls(path.join(d, "deep")), ["y.txt"]);
   assert.deepEqual(await ls(path.join(d, "cls")), ["a.txt", "b.txt"]);
   await assert.rejects(access(path.join(d, "none")), "an empty wildcard copies nothing");
   assert.deepEqual(await ls(path.join(d, "rel")), ["a.txt", "here"]);
