@@ -9,7 +9,6 @@
 // turn every few hundred entries, and whenever the consumer's sends wait.
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
 import { realpath, stat as statFile } from "node:fs/promises";
-import path from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { listAttributesSync, getAttributeSync } from "@napi-rs/xattr";
 import { KilnError, throwIfAborted } from "../util/index.js";
@@ -237,7 +236,8 @@ export async function* walkTree(signal: AbortSignal, dir: string, opts: WalkOpti
     }
     names.sort(compareUtf8);
     for (const name of names) {
-      const childAbs = path.join(abs, name);
+      // What path.join makes of a clean directory and a name readdir gave, without its normalising.
+      const childAbs = abs.endsWith("/") ? abs + name : `${abs}/${name}`;
       // Vanished since readdir: fsutil turns not-exist errors into a skip.
       const st = lstatSync(childAbs, { bigint: true, throwIfNoEntry: false });
       if (!st) continue;

@@ -27,12 +27,20 @@ function varint(buf: Buffer, pos: number, v: number): number {
 /** int64 as protobuf writes it: two's complement, so a negative value takes ten bytes. */
 function varint64(buf: Buffer, pos: number, v: bigint): number {
   if (v >= 0n && v <= 0xffffffffn) return varint(buf, pos, Number(v));
-  let u = BigInt.asUintN(64, v);
-  while (u > 0x7fn) {
-    buf[pos++] = Number(u & 0x7fn) | 0x80;
-    u >>= 7n;
+  // Two 32-bit halves in Numbers: BigInt arithmetic per seven bits was most of a stat's cost.
+  const u = BigInt.asUintN(64, v);
+  let lo = Number(u & 0xffffffffn);
+  let hi = Number(u >> 32n);
+  while (hi > 0) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
   }
-  buf[pos++] = Number(u);
+  while (lo > 0x7f) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo >>>= 7;
+  }
+  buf[pos++] = lo;
   return pos;
 }
 
