@@ -399,14 +399,42 @@ function multiPlatform(attrs: Record<string, string>, targets: number): boolean 
   return b;
 }
 
-function parseIgnore(text: string): string[] {
+/**
+ * A .dockerignore's patterns as the Dockerfile frontend reads them (dockerignore.ReadAll): a UTF-8
+ * BOM and comment lines dropped, each pattern trimmed and cleaned, and a leading `/` removed (also
+ * after `!`) so that `/foo` means the context's top-level foo rather than matching nothing.
+ */
+export function parseIgnore(text: string): string[] {
   const out: string[] = [];
-  for (const line of text.split(/\r?\n/)) {
+  const lines = text.replace(/^\uFEFF/, "").split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  for (const raw of lines) {
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
     if (line.startsWith("#")) continue;
-    const t = line.trim();
-    if (t !== "") out.push(t);
+    let pattern = line.trim();
+    if (pattern === "") continue;
+    const invert = pattern.startsWith("!");
+    if (invert) pattern = pattern.slice(1).trim();
+    if (pattern !== "") {
+      pattern = cleanSlashPath(pattern);
+      if (pattern.length > 1 && pattern.startsWith("/")) pattern = pattern.slice(1);
+    }
+    out.push(invert ? "!" + pattern : pattern);
   }
   return out;
+}
+
+/** Go's path.Clean. */
+function cleanSlashPath(p: string): string {
+  const abs = p.startsWith("/");
+  const out: string[] = [];
+  for (const part of p.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === ".." && out.length > 0 && out[out.length - 1] !== "..") out.pop();
+    else if (part !== ".." || !abs) out.push(part);
+  }
+  const joined = out.join("/");
+  return abs ? "/" + joined : joined || ".";
 }
 
 export type { State };

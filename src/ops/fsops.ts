@@ -5,7 +5,7 @@ import { lstat, mkdir, readdir, readlink, symlink, chmod, lchown, lutimes, utime
 import type { Stats } from "node:fs";
 import { constants } from "node:fs";
 import path from "node:path";
-import { compilePatterns, matchSegment, type PatternMatcher } from "../session/index.js";
+import { PatternMatcher, mayMatchBelow, matchSegment, noMatchInfo, type MatchInfo } from "../session/index.js";
 import { KilnError, mapLimit, secureJoin, throwIfAborted } from "../util/index.js";
 import { archiveKind, mknod, unpackArchive } from "./unpack.js";
 
@@ -152,8 +152,8 @@ class Copier {
     private readonly signal: AbortSignal,
     private readonly spec: CopySpec,
   ) {
-    this.include = spec.includePatterns?.length ? compilePatterns(spec.includePatterns) : undefined;
-    this.exclude = spec.excludePatterns?.length ? compilePatterns(spec.excludePatterns) : undefined;
+    this.include = spec.includePatterns?.length ? patternMatcher(spec.includePatterns, "includepatterns") : undefined;
+    this.exclude = spec.excludePatterns?.length ? patternMatcher(spec.excludePatterns, "excludepatterns") : undefined;
     this.sequential = this.include !== undefined || this.exclude !== undefined;
   }
 
@@ -165,7 +165,7 @@ class Copier {
     const destAbs = await secureJoin(destRoot, path.posix.normalize(dst));
     const srcFollowed = await rootPath(srcRoot, src, this.spec.followSymlink);
     const target = await this.prepareTargetDir(srcFollowed, src, destAbs);
-    await this.copy(srcFollowed, "", target, false, []);
+    await this.copy(srcFollowed, "", target, false, [], noMatchInfo, noMatchInfo);
   }
 
   private async prepareTargetDir(srcFollowed: string, src: string, destPath: string): Promise<string> {
@@ -205,19 +205,24 @@ class Copier {
     if (this.spec.timestamp !== undefined) await utimes(p, this.spec.timestamp, this.spec.timestamp);
   }
 
-  private matches(m: PatternMatcher | undefined, comps: string): boolean | undefined {
-    return m ? m.matches(comps) : undefined;
-  }
-
-  private async copy(src: string, comps: string, target: string, overwriteMeta: boolean, parents: ParentDir[]): Promise<void> {
+  private async copy(src: string, comps: string, target: string, overwriteMeta: boolean, parents: ParentDir[], parentInclude: MatchInfo, parentExclude: MatchInfo): Promise<void> {
     throwIfAborted(this.signal);
-    const fi = await lstat(src);
-    const targetFi = await lstat(target).catch(() => undefined);
+    // fsutil's copy: each entry is matched with its parent directory's results, so a pattern that
+    // selects a directory selects what is inside it (and `!` patterns can take entries back).
     let include = true;
+    let excluded = false;
+    let includeInfo = noMatchInfo;
+    let excludeInfo = noMatchInfo;
     if (comps !== "") {
-      include = this.matches(this.include, comps) ?? true;
-      if (this.matches(this.exclude, comps)) include = false;
+      if (this.include) ({ matched: include, info: includeInfo } = this.include.matchesUsingParentResults(comps, parentInclude));
+      if (this.exclude) {
+        ({ matched: excluded, info: excludeInfo } = this.exclude.matchesUsingParentResults(comps, parentExclude));
+        if (excluded) include = false;
+      }
     }
+    const fi = await lstat(src);
+    if (!include && fi.isDirectory() && !this.mayHoldSelected(comps, excluded)) return;
+    const targetFi = await lstat(target).catch(() => undefined);
     if (include) await this.createParentDirs(parents);
     if (!fi.isDirectory()) {
       if (!include) return;
@@ -227,7 +232,7 @@ class Copier {
     let copyInfo = include;
     let restoreTime = false;
     if (fi.isDirectory()) {
-      const created = await this.copyDirectory(src, comps, target, fi, overwriteMeta, include, parents);
+      const created = await this.copyDirectory(src, comps, target, fi, overwriteMeta, include, parents, includeInfo, excludeInfo);
       if (!overwriteMeta) {
         copyInfo = created;
         restoreTime = !created;
@@ -275,7 +280,17 @@ class Copier {
     }
   }
 
-  private async copyDirectory(src: string, comps: string, dst: string, fi: Stats, overwriteMeta: boolean, include: boolean, parents: ParentDir[]): Promise<boolean> {
+  /**
+   * Whether a directory left out by the patterns may still hold entries they select: fsutil reads
+   * such directories (only an exclusion without `!` patterns prunes), and skipping the ones whose
+   * contents no pattern can reach changes nothing but the time spent.
+   */
+  private mayHoldSelected(comps: string, excluded: boolean): boolean {
+    if (excluded) return this.exclude!.exclusions && mayMatchBelow(this.exclude!, comps, true);
+    return mayMatchBelow(this.include!, comps, false);
+  }
+
+  private async copyDirectory(src: string, comps: string, dst: string, fi: Stats, overwriteMeta: boolean, include: boolean, parents: ParentDir[], includeInfo: MatchInfo, excludeInfo: MatchInfo): Promise<boolean> {
     let created = false;
     const self: ParentDir = { src, dst, copied: false };
     if (include) {
@@ -284,7 +299,7 @@ class Copier {
     }
     const chain = [...parents, self];
     const names = (await readdir(src)).sort();
-    const one = (name: string) => this.copy(path.join(src, name), comps === "" ? name : `${comps}/${name}`, path.join(dst, name), true, chain);
+    const one = (name: string) => this.copy(path.join(src, name), comps === "" ? name : `${comps}/${name}`, path.join(dst, name), true, chain, includeInfo, excludeInfo);
     if (this.sequential) for (const n of names) await one(n);
     // Thousands of small files are bound by syscall round trips, not bandwidth.
     else await mapLimit(names, 32, one);
@@ -391,4 +406,13 @@ export function copyAll(signal: AbortSignal, from: string, to: string): Promise<
     child.on("error", reject);
     child.on("close", (code) => (code === 0 ? resolve() : reject(new KilnError("KILN_COPY", `copying ${from} failed: ${stderr.trim() || `cp exited with ${code}`}`))));
   });
+}
+
+/** A pattern list as fsutil's copy compiles it; a malformed one fails the copy. */
+function patternMatcher(patterns: string[], what: string): PatternMatcher {
+  try {
+    return new PatternMatcher(patterns);
+  } catch (err) {
+    throw new KilnError("KILN_COPY", `invalid ${what}: [${patterns.join(" ")}]: ${(err as Error).message}`, { cause: err });
+  }
 }

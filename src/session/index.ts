@@ -1,6 +1,6 @@
 export * from "./types.js";
 export * from "./localdirs.js";
-export * from "./patterns.js";
+export { PatternMatcher, mayMatchBelow, noMatchInfo, type MatchInfo } from "./patternmatcher.js";
 export * from "./secrets.js";
 export * from "./ssh.js";
 export * from "./followlinks.js";

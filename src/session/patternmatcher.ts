@@ -1,7 +1,8 @@
-// moby/patternmatcher as fsutil's walker uses it (include and exclude patterns of a file sync),
-// with the parent-results shortcut that makes a pattern matching a directory match its contents.
-// The in-process walk approximates this with dockerignore; the wire sender must match a Go
-// receiver's expectations exactly, so it uses this port.
+// moby/patternmatcher, the one pattern language BuildKit uses for paths: a file sync's include
+// and exclude patterns (.dockerignore), a file op's COPY include/exclude patterns, the gateway's
+// ReadDir filter. Unlike gitignore, a pattern without a slash matches only at the top (`*.md`
+// leaves `sub/x.md` alone), `**` spans directories anywhere in a pattern, and a pattern that
+// matches a directory matches everything inside it (the parent-results shortcut).
 
 export interface MatchInfo {
   readonly parentMatched: readonly boolean[];
@@ -163,6 +164,20 @@ export class PatternMatcher {
     }
     return { matched, info: { parentMatched: out } };
   }
+}
+
+const patternChars = "*[]?^\\";
+
+/**
+ * Whether patterns of the given kind (exclusions, or the others) could select something below the
+ * directory `dir` that the directory itself did not match: fsutil's rule for pruning a directory,
+ * which is exact when no pattern has wildcards before a trailing glob and otherwise says yes.
+ */
+export function mayMatchBelow(pm: PatternMatcher, dir: string, exclusion: boolean): boolean {
+  const wanted = pm.patterns.filter((p) => p.exclusion === exclusion);
+  if (wanted.some((p) => [...withoutTrailingGlob(p)].some((c) => patternChars.includes(c)))) return true;
+  const withSep = dir + "/";
+  return wanted.some((p) => (withoutTrailingGlob(p) + "/").startsWith(withSep));
 }
 
 /** fsutil's patternWithoutTrailingGlob. */

@@ -9,9 +9,9 @@ import path from "node:path";
 import { toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { gateway, grpcServiceDefinition, rpcstatus, type ServiceImpl, type fsutilstat, type pb, type workertypes } from "../../api/index.js";
 import type { Frontend, FrontendBridge, FrontendOptions, FrontendResult, RefMount } from "../../frontend/index.js";
-import { compilePatterns, toGoMode } from "../../session/index.js";
+import { PatternMatcher, mayMatchBelow, noMatchInfo, toGoMode, type MatchInfo } from "../../session/index.js";
 import type { ProgressWriter } from "../../solver/types.js";
-import { CanceledError, KilnError, errorMessage, isAbortError, secureJoin, type Digest, type Platform } from "../../util/index.js";
+import { CanceledError, KilnError, errorMessage, isAbortError, secureJoin, throwIfAborted, type Digest, type Platform } from "../../util/index.js";
 import { frontendCaps, llbCaps } from "./gateway-caps.js";
 import { GatewayRefs, definitionBytes } from "./gateway-refs.js";
 import { withErrorDetails } from "./errdetails.js";
@@ -171,11 +171,11 @@ export class GatewayBuild implements Frontend {
     if (!m) return [];
     try {
       const dir = await secureJoin(m.path, req.DirPath);
-      const match = req.IncludePattern ? compilePatterns([req.IncludePattern]) : undefined;
+      const match = req.IncludePattern ? new PatternMatcher([req.IncludePattern]) : undefined;
       const names = (await readdir(dir)).sort();
       const out: StatInit[] = [];
       for (const name of names) {
-        if (match && !match.matches(name)) continue;
+        if (match && !(await selects(callSignal, match, path.join(dir, name), name, noMatchInfo))) continue;
         out.push(await fsStat(path.join(dir, name), name));
       }
       return out;
@@ -239,6 +239,25 @@ function fsError(err: unknown, p: string): Error {
 }
 
 /** An fsutil Stat of `p` (not following a final symlink), named `name`. */
+/**
+ * Whether ReadDir lists an entry under an include pattern. BuildKit walks the directory with
+ * fsutil and stops at each entry it lists, so a directory the pattern does not select itself is
+ * listed when something inside it is selected (a pattern for `.txt` files at any depth lists
+ * `sub` when `sub/a.txt` exists).
+ */
+async function selects(signal: AbortSignal, match: PatternMatcher, abs: string, rel: string, parent: MatchInfo): Promise<boolean> {
+  throwIfAborted(signal);
+  const { matched, info } = match.matchesUsingParentResults(rel, parent);
+  if (matched) return true;
+  const st = await lstat(abs).catch(() => undefined);
+  if (!st?.isDirectory() || !mayMatchBelow(match, rel, false)) return false;
+  const names = await readdir(abs).catch(() => []);
+  for (const name of names.sort()) {
+    if (await selects(signal, match, path.join(abs, name), `${rel}/${name}`, info)) return true;
+  }
+  return false;
+}
+
 async function fsStat(p: string, name: string): Promise<StatInit> {
   const st = await lstat(p, { bigint: true });
   const dev = st.isBlockDevice() || st.isCharacterDevice();
