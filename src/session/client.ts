@@ -17,6 +17,7 @@ import { messageConn } from "./msgstream.js";
 import { decoder, encoder, metadataKeys, metadataValues, methods } from "./methods.js";
 import { bytesCallToDuplex, relayThroughUnixSocket, type UnixRelay } from "./tunnel.js";
 import { sessionHeaders, type ClientAttachables, type ExportTarget } from "./wire.js";
+import { addContentStoreService } from "./contentserve.js";
 
 export interface ClientSessionOptions {
   /** The session id the daemon files this session under (SolveRequest.session); random by default. */
@@ -151,6 +152,8 @@ export async function openClientSession(signal: AbortSignal, client: grpc.Client
     });
     serve(filesync.FileSend, ["DiffCopy"]);
   }
+
+  if (a.contentStores && a.contentStores.size > 0) served.push(...addContentStoreService(server, a.contentStores, life.signal));
 
   if (a.credentials) {
     const creds = a.credentials;

@@ -2,7 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { RemoteContentStores, contentStoreMethods } from "./contentstore.js";
+import { LocalContentDir, addContentStoreService } from "./contentserve.js";
 
 /** A client's content attachable: one store, "layout", holding one blob; written as containerd encodes its messages. */
 async function serveStore(blob: Buffer, digest: string): Promise<{ address: string; seen: string[] } & AsyncDisposable> {
@@ -55,5 +60,46 @@ void test("the session content store: Info and Read of the client's store, named
     assert.deepEqual(srv.seen, ["info layout", "info layout", "read layout"]);
   } finally {
     client.close();
+  }
+});
+
+void test("the session content store: blobs written through it land in the client's directory verified, once", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-cs-"));
+  const server = new grpc.Server();
+  const store = new LocalContentDir(dir);
+  await store.init();
+  const life = new AbortController();
+  addContentStoreService(server, new Map([["local:cache", store]]), life.signal);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  try {
+    const stores = new RemoteContentStores(client, new AbortController().signal, true);
+    const signal = AbortSignal.timeout(10000);
+    // Larger than one Write message, in uneven pieces.
+    const blob = Buffer.alloc(2.5 * (1 << 20) + 7, 0x5a);
+    const digest = "sha256:" + createHash("sha256").update(blob).digest("hex");
+    const pieces = async function* () {
+      for (let o = 0; o < blob.length; o += 300_001) yield blob.subarray(o, o + 300_001);
+    };
+    assert.equal(await stores.write(signal, "local:cache", { digest, size: blob.length }, pieces), true);
+    assert.equal(await stores.write(signal, "local:cache", { digest, size: blob.length }, pieces), false, "the second write finds it there");
+    assert.deepEqual(await readFile(path.join(dir, "blobs", "sha256", digest.slice(7))), blob);
+    assert.deepEqual(await stores.info(signal, "local:cache", digest), { size: blob.length });
+    const chunks: Uint8Array[] = [];
+    for await (const c of stores.read(signal, "local:cache", digest)) chunks.push(c);
+    assert.deepEqual(Buffer.concat(chunks), blob);
+    // Bytes that are not what the descriptor says never become a blob, and leave no ingest behind.
+    const wrong = "sha256:" + "12".repeat(32);
+    await assert.rejects(stores.write(signal, "local:cache", { digest: wrong, size: 5 }, async function* () {
+      yield Buffer.from("hello");
+    }), /unexpected commit digest/);
+    assert.deepEqual((await readdir(path.join(dir, "blobs", "sha256"))).sort(), [digest.slice(7)]);
+    assert.deepEqual(await readdir(path.join(dir, "ingest")), []);
+    await assert.rejects(stores.write(signal, "nope", { digest, size: blob.length }, pieces), /unknown store nope/);
+  } finally {
+    life.abort();
+    client.close();
+    server.forceShutdown();
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -366,7 +366,7 @@ export class GrpcRemoteSession implements RemoteSession {
     if (this.supports(methods.getSecret)) this.secrets = new RemoteSecrets(this);
     if (this.supports(methods.forwardAgent)) this.ssh = new RemoteSSH(this);
     if (this.supports(methods.uploadPull)) this.upload = new RemoteUploads(this);
-    if (this.supports(contentStoreMethods.read)) this.contentStores = new RemoteContentStores(client, closed);
+    if (this.supports(contentStoreMethods.read) || this.supports(contentStoreMethods.write)) this.contentStores = new RemoteContentStores(client, closed, this.supports(contentStoreMethods.write));
   }
 
   supports(method: string): boolean {

@@ -56,7 +56,7 @@ export interface Session {
   readonly ssh?: SSHAgents;
   /** Files the client uploads (`http://buildkit-session/<id>` URLs, BuildKit's upload provider); none when absent. */
   readonly upload?: Uploads;
-  /** OCI layouts the client offers as content stores (`oci-layout://` sources); none when absent. */
+  /** Content stores the client attached (`oci-layout://` sources, layout and local cache outputs); none when absent. */
   readonly contentStores?: ContentStores;
 }
 
@@ -66,6 +66,13 @@ export interface ContentStores {
   info(signal: AbortSignal, storeId: string, digest: string): Promise<{ size: number } | undefined>;
   /** The blob's bytes, streamed. */
   read(signal: AbortSignal, storeId: string, digest: string): AsyncIterable<Uint8Array>;
+  /** Whether the client takes writes (a layout or cache directory it attached for the build's output). */
+  readonly writable?: boolean;
+  /**
+   * Puts a blob into the client's store, which checks its size and digest before it appears
+   * there; false when the store had it already.
+   */
+  write?(signal: AbortSignal, storeId: string, desc: { digest: string; size: number }, data: () => AsyncIterable<Uint8Array>): Promise<boolean>;
 }
 
 export interface Uploads {

@@ -9,6 +9,7 @@ import type { control } from "../api/index.js";
 import type { CredentialProvider } from "../remotes/types.js";
 import type { Session } from "./types.js";
 import type { SecretStore } from "./secrets.js";
+import type { LocalContentDir } from "./contentserve.js";
 
 /** gRPC metadata keys of the Control.Session call (lower-case on the wire). */
 export const sessionHeaders = {
@@ -74,6 +75,8 @@ export interface ClientAttachables {
    * an entry, exporter 0 falls back to `fileTarget`/`dirTarget`.
    */
   exportTargets?: Record<number, ExportTarget>;
+  /** Content stores by id (`export`, `local:DIR`), served by containerd's content service as buildctl does. */
+  contentStores?: ReadonlyMap<string, LocalContentDir>;
 }
 
 export interface ExportTarget {
