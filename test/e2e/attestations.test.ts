@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { createHash } from "node:crypto";
@@ -303,5 +304,37 @@ describe("attestations through kilnd", () => {
     assert.equal(p.invocation.parameters.frontend, "dockerfile.v0");
     assert.deepEqual(p.invocation.parameters.args, { "build-arg:FOO": "bar" });
     assert.equal(p.buildConfig?.llbDefinition.length, 5);
+  });
+
+  // buildctl drives the Dockerfile frontend through the gateway: the stage and context scans the
+  // frontend made must come back through LLBBridge Return, not be replaced by a scan of the result.
+  const buildctl = process.env.BUILDCTL ?? "/opt/bk/bin/buildctl";
+  it("buildctl through the gateway: the frontend's stage and context scans reach the image", { skip: existsSync(buildctl) ? false : `no ${buildctl}` }, async () => {
+    const scanner = `${env.registryHost}/kiln/gateway-scanner:latest`;
+    const script = [
+      'echo \'{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","predicate":{"name":"core"}}\' > "$BUILDKIT_SCAN_DESTINATION/spdx.json"',
+      'for src in ${BUILDKIT_SCAN_SOURCE_EXTRAS:+"$BUILDKIT_SCAN_SOURCE_EXTRAS"/*}; do',
+      '  n=$(basename "$src")',
+      '  echo "{\\"_type\\":\\"https://in-toto.io/Statement/v0.1\\",\\"predicateType\\":\\"https://spdx.dev/Document\\",\\"predicate\\":{\\"name\\":\\"$n\\"}}" > "$BUILDKIT_SCAN_DESTINATION/$n.spdx.json"',
+      "done",
+      "",
+    ].join("\n");
+    const sc = await env.context({ Dockerfile: 'FROM busybox\nCOPY scan.sh /\nCMD ["sh", "/scan.sh"]\n', "scan.sh": script });
+    const pushed = await spawnKiln(["--addr", addr, "build", sc, "-t", scanner, "--push"]).done;
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const target = await env.context({
+      Dockerfile: "ARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nFROM scratch AS base\nARG BUILDKIT_SBOM_SCAN_STAGE=true\nCOPY a.txt /\nFROM base\nCOPY b.txt /\n",
+      "a.txt": "a\n",
+      "b.txt": "b\n",
+    });
+    const dir = await mkdtemp(path.join(env.tmp, "buildctl-layout-"));
+    const tar = `${dir}.tar`;
+    await sh(buildctl, ["--addr", addr, "build", "--frontend", "dockerfile.v0", "--local", `context=${target}`, "--local", `dockerfile=${target}`, "--opt", `attest:sbom=generator=${scanner}`, "--output", `type=oci,dest=${tar}`], { timeout: 180_000 });
+    await sh("tar", ["-xf", tar, "-C", dir]);
+    const blob = (d: string) => readFile(path.join(dir, "blobs", d.replace(":", "/")));
+    const top = (JSON.parse(await readFile(path.join(dir, "index.json"), "utf8")) as { manifests: Desc[] }).manifests[0]!;
+    const { statements } = await attestationsOf({ dir, index: JSON.parse((await blob(top.digest)).toString()) as Layout["index"], blob });
+    const names = statements.map((s) => (s.predicate as { name?: string }).name ?? s.predicateType);
+    assert.deepEqual(names, ["sbom-base", "sbom-context", "core"]);
   });
 });

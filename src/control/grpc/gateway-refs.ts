@@ -2,10 +2,12 @@
 // client gets from LLBBridge/Solve is an id here. A ref is its LLB definition until someone needs
 // its files (ReadFile, ReadDir, StatFile, Evaluate); only then is it solved, once. Return turns
 // ids back into definitions, so the controller solves and exports the result as one graph.
+// A result's attestations (the Dockerfile frontend's SBOM scans) travel the same way: their refs
+// are ids in this table, and Return's attestations reach the exporter as the frontend made them.
 import { randomBytes } from "node:crypto";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { gateway, pb } from "../../api/index.js";
-import type { FrontendResult } from "../../frontend/index.js";
+import type { FrontendAttestation, FrontendResult } from "../../frontend/index.js";
 import { KilnError } from "../../util/index.js";
 
 interface Entry {
@@ -71,7 +73,35 @@ export class GatewayRefs {
     const fr = this.resultOf(r);
     const ids = r?.result.case === "ref" ? [r.result.value.id] : r?.result.case === "refDeprecated" ? [r.result.value] : r?.result.case === "refs" ? Object.values(r.result.value.refs).map((v) => v.id) : r?.result.case === "refsDeprecated" ? Object.values(r.result.value.refs) : [];
     const frontend = ids.map((id) => this.entries.get(id)?.frontend).find((f) => f !== undefined);
-    return frontend ? { ...fr, frontend } : fr;
+    const attestations = this.returnedAttestations(r?.attestations ?? {});
+    return { ...fr, ...(frontend ? { frontend } : {}), ...(attestations ? { attestations } : {}) };
+  }
+
+  /** Return's attestations by platform id, each ref back to its definition (BuildKit's AttestationFromPB). */
+  private returnedAttestations(byPlatform: Record<string, gateway.Attestations>): Record<string, FrontendAttestation[]> | undefined {
+    const entries = Object.entries(byPlatform).filter(([, list]) => list.attestation.length > 0);
+    if (entries.length === 0) return undefined;
+    const out: Record<string, FrontendAttestation[]> = {};
+    for (const [platform, list] of entries) {
+      out[platform] = list.attestation.map((a) => {
+        // A bundle's statements name their own subjects; a predicate's are the image unless raw ones are given.
+        if (a.kind === gateway.AttestationKind.InToto && a.inTotoSubjects.some((s) => s.kind !== gateway.InTotoSubjectKind.Self)) {
+          throw new KilnError("KILN_UNIMPLEMENTED", "attestations with raw in-toto subjects are not supported by kilnd");
+        }
+        const definition = a.ref ? this.returned(a.ref.id) : undefined;
+        // Only callbacks have no ref, and they cannot cross the gateway.
+        if (!definition) throw new KilnError("KILN_FRONTEND", `attestation ${JSON.stringify(a.path)} for ${platform} has no result to read it from`);
+        const core = a.metadata[sbomCoreKey];
+        return {
+          kind: a.kind === gateway.AttestationKind.Bundle ? "bundle" : "in-toto",
+          definition,
+          path: a.path,
+          ...(a.inTotoPredicateType ? { predicateType: a.inTotoPredicateType } : {}),
+          ...(core ? { sbomCore: Buffer.from(core).toString("utf8") } : {}),
+        };
+      });
+    }
+    return out;
   }
 
   private resultOf(r: gateway.Result | undefined): FrontendResult {
@@ -114,8 +144,32 @@ export class GatewayRefs {
       const r = ref(fr.definition);
       result = arrayRefs ? { case: "ref", value: r } : { case: "refDeprecated", value: r.id };
     }
-    return create(gateway.ResultSchema, { result, metadata: { ...fr.metadata } });
+    const attestations: Record<string, MessageInitShape<typeof gateway.AttestationsSchema>> = {};
+    for (const [platform, list] of Object.entries(fr.attestations ?? {})) {
+      attestations[platform] = { attestation: list.map((a) => attestationMessage(a, ref(a.definition))) };
+    }
+    return create(gateway.ResultSchema, { result, metadata: { ...fr.metadata }, attestations });
   }
+}
+
+/** The metadata keys BuildKit's result.Attestation carries an SBOM's role in. */
+const reasonKey = "reason";
+const sbomCoreKey = "sbom-core";
+
+/** A frontend attestation as the LLBBridge message (BuildKit's AttestationToPB), its result a ref like any other. */
+function attestationMessage(a: FrontendAttestation, ref: MessageInitShape<typeof gateway.RefSchema>): MessageInitShape<typeof gateway.AttestationSchema> {
+  const metadata: Record<string, Uint8Array> = {};
+  if (a.sbomCore !== undefined) {
+    metadata[reasonKey] = Buffer.from("sbom");
+    metadata[sbomCoreKey] = Buffer.from(a.sbomCore);
+  }
+  return {
+    kind: a.kind === "bundle" ? gateway.AttestationKind.Bundle : gateway.AttestationKind.InToto,
+    metadata,
+    ref,
+    path: a.path,
+    inTotoPredicateType: a.predicateType ?? "",
+  };
 }
 
 /** A Definition message as the bytes the engine loads; an empty one (no ops) is no definition. */
