@@ -150,14 +150,14 @@ export class Controller {
         return r;
       },
     };
-    const exportCache = async (): Promise<void> => {
-      if (!remote || cacheExports.length === 0) return;
+    const exportCache = async (): Promise<Record<string, string>> => {
+      if (!remote || cacheExports.length === 0) return {};
       const keyOf = new Map([...remote.keys.values()].map((k) => [k.vertex, k.key]));
       const roots = (solveCtx.roots ?? []).flatMap((r) => {
         const key = keyOf.get(r.vertex);
         return key ? [{ key, output: r.index }] : [];
       });
-      await remote.export(signal, cacheExports, roots);
+      return remote.export(signal, cacheExports, roots);
     };
     try {
       let definition = req.definition;
@@ -175,16 +175,12 @@ export class Controller {
           if (remote && cacheExports.some((e) => e.type === "inline")) {
             await Promise.all(parts.map(async (p, i) => (p.config = p.ref ? await this.withInlineCache(signal, remote, roots[i], p.ref, p.config, specs, fattrs) : p.config)));
           }
-          if (exporters.length === 0) {
-            await exportCache();
-            return {};
-          }
+          if (exporters.length === 0) return await exportCache();
           const out: Record<string, string> = {};
           for (const { exp, out: o } of exporters) Object.assign(out, await exp.export(signal, { ref: undefined, platforms: parts, credentials: session.credentials }, o, progress));
           // BuildKit answers with each platform's build info beside what the exporters say.
           for (const p of parts) if (p.buildInfo) out[`containerimage.buildinfo/${p.id}`] = Buffer.from(buildInfoJSON(p.buildInfo, true)).toString("base64");
-          await exportCache();
-          return out;
+          return Object.assign(out, await exportCache());
         }
         definition = res.definition;
         frontendName = res.frontend ?? req.frontend;
@@ -194,18 +190,14 @@ export class Controller {
       }
       const ref = definition ? await this.solveDefinition(signal, definition, session, progress, entitlements, solveCtx) : undefined;
       if (ref) held.push(ref);
-      if (exporters.length === 0) {
-        await exportCache();
-        return {};
-      }
+      if (exporters.length === 0) return await exportCache();
       const sources = definition ? [...loadDefinition(definition).ops.values()].flatMap((o) => (o.op.op.case === "source" ? [{ identifier: o.op.op.value.identifier, attrs: o.op.op.value.attrs }] : [])) : [];
       const buildInfo = makeBuildInfo(frontendName, fattrs, sources);
       const res: Record<string, string> = {};
       if (remote && ref && cacheExports.some((e) => e.type === "inline")) config = await this.withInlineCache(signal, remote, solveCtx.roots?.at(-1), ref, config, specs, fattrs);
       const attestations = attest ? await attest.forSingle(signal, attestDeps, { definition, ref, config, frontendResult }) : undefined;
       for (const { exp, out } of exporters) Object.assign(res, await exp.export(signal, { ref, config, buildInfo, credentials: session.credentials, ...(attestations ? { attestations } : {}) }, out, progress));
-      await exportCache();
-      return res;
+      return Object.assign(res, await exportCache());
     } finally {
       await Promise.allSettled(held.map((r) => r.release()));
       try {
@@ -337,6 +329,7 @@ export class Controller {
     return {
       content: worker.content,
       platform: worker.platform,
+      ...(session.contentStores ? { clientStores: session.contentStores } : {}),
       resolver: () => new RegistryResolver({ hosts: this.opts.registries ?? {}, credentials: session.credentials, chunkSize: 16 << 20 }),
       layerBlobs: async (signal, result, attrs) => {
         const commit = parseImageCommit("oci", attrs);

@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import type { CacheManager, ImmutableRef } from "../cache/index.js";
 import type { ContentStore } from "../content/types.js";
 import type { Descriptor } from "../api/oci.js";
-import { KilnError, formatPlatform, hostPlatform, parsePlatform, platformDirName, throwIfAborted } from "../util/index.js";
+import { KilnError, assertDigest, formatPlatform, hostPlatform, parsePlatform, platformDirName, throwIfAborted } from "../util/index.js";
 import { RegistryResolver, formatReference, parseReference, pushImage, type RegistryHostConfig } from "../remotes/index.js";
 import { checkAttrs, parseBool, parseImageExport, parseTarballExport, type ImageCommitOptions, type ImageExportOptions, type TarballExportOptions } from "./attrs.js";
 import { commitImage, commitIndex, configPlatform, descriptorBytes, exporterResponse, type CommittedImage } from "./image.js";
@@ -208,6 +208,21 @@ function tarballExporter(type: "oci" | "docker", opts: TarballExportOptions, dep
             } catch (err) {
               await out.abort();
               throw err;
+            }
+          });
+        } else if (outputs.layoutStore) {
+          const store = outputs.layoutStore;
+          await v.step("copying to layout directory", async () => {
+            // What the root names first, the root last: the client's store never holds a
+            // manifest whose blobs are missing (BuildKit copies the chain in the same order).
+            const seen = new Set<string>();
+            const rank = (b: Descriptor) => (b.digest === desc.digest ? 2 : /manifest|index/.test(b.mediaType) ? 1 : 0);
+            const order = [...blobs].sort((a, b) => rank(a) - rank(b));
+            for (const b of order) {
+              if (seen.has(b.digest)) continue;
+              seen.add(b.digest);
+              const digest = assertDigest(b.digest);
+              await store.put(signal, { digest, size: b.size }, () => deps.content.createReadStream(digest));
             }
           });
         } else {

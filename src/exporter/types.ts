@@ -65,10 +65,22 @@ export interface DirectoryOutput extends PendingOutput {
   path: string;
 }
 
+/** A content store on the client: blobs go in one by one, each checked there before it appears. */
+export interface BlobSink {
+  /** Puts the blob unless the store has it already. */
+  put(signal: AbortSignal, desc: { digest: string; size: number }, data: () => AsyncIterable<Uint8Array>): Promise<void>;
+}
+
 /** Where exporter bytes go: local files (daemonless) or the client's session (kilnd). */
 export interface ExportOutputs {
   openStream(signal: AbortSignal): Promise<StreamOutput>;
   openDirectory(signal: AbortSignal): Promise<DirectoryOutput>;
+  /**
+   * The layout directory's own content store, when the client attached one (buildctl's `export`
+   * store for oci/docker with tar=false): the blobs go there and the client writes index.json
+   * from the exporter's response, so the daemon needs no path on the client's machine.
+   */
+  layoutStore?: BlobSink;
 }
 
 export interface ExporterInstance {

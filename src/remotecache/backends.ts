@@ -9,6 +9,7 @@ import { randomBytes, createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { Descriptor, Index, Manifest } from "../api/oci.js";
 import type { ContentStore } from "../content/types.js";
+import type { ContentStores } from "../session/types.js";
 import { formatReference, type Reference, type Resolver } from "../remotes/index.js";
 import { KilnError, assertDigest, digestOf, isDigest, type Digest } from "../util/index.js";
 import { annotationCreatedAt, annotationUncompressed, cacheConfigMediaType, parseConfig, parseRecords, type CacheConfig } from "./config.js";
@@ -170,6 +171,65 @@ export class LocalCacheDir implements CacheTarget, CacheSource {
   async fetch(signal: AbortSignal, content: ContentStore, desc: Descriptor): Promise<void> {
     if (await content.has(desc.digest as Digest)) return;
     await content.ingest(signal, createReadStream(this.blobFile(desc.digest)), { digest: desc.digest as Digest, size: desc.size });
+  }
+}
+
+/**
+ * A local cache directory on the client of a remote build, reached through the session's content
+ * store `local:DIR` (as BuildKit's local cache exporter and importer do): the daemon puts and reads
+ * blobs there, never the path itself. The client tags the top document in DIR/index.json from the
+ * response's `cache.manifest`, and names the digest to import (it read its own index.json).
+ */
+export class SessionCacheStore implements CacheTarget, CacheSource {
+  readonly storeId: string;
+
+  constructor(
+    private readonly stores: ContentStores,
+    readonly dir: string,
+    private readonly digest?: string,
+  ) {
+    this.storeId = `local:${dir}`;
+  }
+
+  get name(): string {
+    return this.dir;
+  }
+
+  async hasBlob(signal: AbortSignal, desc: Descriptor): Promise<boolean> {
+    return (await this.stores.info(signal, this.storeId, desc.digest))?.size === desc.size;
+  }
+
+  async putBlob(signal: AbortSignal, desc: Descriptor, openSrc: () => Readable): Promise<void> {
+    if (!this.stores.write) throw new KilnError("KILN_CACHE_EXPORT", `${this.dir}: the client's session takes no writes`);
+    await this.stores.write(signal, this.storeId, { digest: assertDigest(desc.digest), size: desc.size }, openSrc);
+  }
+
+  async putRoot(signal: AbortSignal, desc: Descriptor, body: Uint8Array): Promise<void> {
+    await this.putBlob(signal, desc, () => bufferStream(body));
+  }
+
+  async resolve(signal: AbortSignal): Promise<Descriptor> {
+    // BuildKit's importer takes only a digest: tags live in index.json, which is the client's to read.
+    if (!this.digest) throw new KilnError("KILN_CACHE_IMPORT", "local cache importer requires explicit digest");
+    if (!isDigest(this.digest)) throw new KilnError("KILN_CACHE_IMPORT", `invalid digest ${this.digest}`);
+    const info = await this.stores.info(signal, this.storeId, this.digest);
+    if (!info) throw new KilnError("KILN_CACHE_IMPORT", `${this.dir}: no blob ${this.digest}`);
+    return { mediaType: "", digest: this.digest, size: info.size };
+  }
+
+  async read(signal: AbortSignal, desc: Descriptor): Promise<Buffer> {
+    if (desc.size > maxDocBytes) throw new KilnError("KILN_CACHE_IMPORT", `document larger than ${maxDocBytes} bytes`);
+    return verify(desc, await readAll(Readable.from(this.stores.read(signal, this.storeId, assertDigest(desc.digest))), maxDocBytes));
+  }
+
+  async fetch(signal: AbortSignal, content: ContentStore, desc: Descriptor): Promise<void> {
+    if (await content.has(desc.digest as Digest)) return;
+    const body = Readable.from(this.stores.read(signal, this.storeId, assertDigest(desc.digest)));
+    try {
+      await content.ingest(signal, body, { digest: desc.digest as Digest, size: desc.size });
+    } finally {
+      body.destroy();
+    }
   }
 }
 

@@ -7,10 +7,14 @@ import type { ContentStore } from "../content/types.js";
 import { parseReference, type Resolver } from "../remotes/index.js";
 import type { KeyInfo, ProgressWriter, Result, SolveHooks } from "../solver/types.js";
 import { KilnError, digestOf, isDigest, type Digest } from "../util/index.js";
-import { LocalCacheDir, RegistryCacheRef, readCache, type CacheSource, type CacheTarget } from "./backends.js";
+import { LocalCacheDir, RegistryCacheRef, SessionCacheStore, readCache, type CacheSource, type CacheTarget } from "./backends.js";
+import type { ContentStores } from "../session/types.js";
 import { annotationCreatedAt, annotationUncompressed, cacheConfigMediaType, layerChain, marshalConfig, parseConfig, recordsJSON, type CacheRecord } from "./config.js";
 import { ConfigMatcher, buildConfig, type BuiltConfig, type CacheMode, type ImportedConfig } from "./graph.js";
 import { AzureBlobStore, S3Store, azureFromAttrs, azureLayout, s3FromAttrs, s3Layout, type ObjectLayout, type ObjectStore } from "./objects.js";
+
+/** The exporter response key of a cache export's top document (a descriptor in Go's JSON). */
+export const cacheManifestKey = "cache.manifest";
 
 export interface CacheEntry {
   type: string;
@@ -31,6 +35,11 @@ export interface RemoteCacheDeps {
   loadLocal(signal: AbortSignal, key: Digest, outputs: number): Promise<Result[] | undefined>;
   /** Whether a vertex's key does not follow its content (a local context's transfer), so it is never exported. */
   volatile?(info: KeyInfo): boolean;
+  /**
+   * The content stores a remote client attached: local caches are then `local:DIR` stores there
+   * (as BuildKit reaches them), not paths on this machine. Undefined in-process.
+   */
+  clientStores?: ContentStores;
 }
 
 /**
@@ -124,11 +133,13 @@ function objectFetcher(store: ObjectStore, layout: ObjectLayout): BlobFetcher {
 }
 
 function sourceOf(e: CacheEntry, deps: RemoteCacheDeps): CacheSource {
+  if (e.type === "local" && deps.clientStores) return new SessionCacheStore(deps.clientStores, e.attrs.src ?? "", e.attrs.digest || undefined);
   if (e.type === "local") return new LocalCacheDir(e.attrs.src ?? "", e.attrs.tag || "latest", e.attrs.digest || undefined);
   return new RegistryCacheRef(deps.resolver(), parseReference(e.attrs.ref ?? ""));
 }
 
 function targetOf(e: CacheEntry, deps: RemoteCacheDeps): CacheTarget {
+  if (e.type === "local" && deps.clientStores?.writable) return new SessionCacheStore(deps.clientStores, e.attrs.dest ?? "");
   if (e.type === "local") return new LocalCacheDir(e.attrs.dest ?? "", e.attrs.tag || "latest");
   return new RegistryCacheRef(deps.resolver(), parseReference(e.attrs.ref ?? ""));
 }
@@ -276,7 +287,9 @@ export class RemoteCache {
       }
       const target = targetOf(e, this.deps);
       const what = e.type === "local" ? "client directory" : target.name;
-      await step(this.progress, `exporting cache to ${what}`, (vertex) => this.exportOne(signal, e, target, roots, vertex), ignore ? () => undefined : undefined);
+      const root = await step(this.progress, `exporting cache to ${what}`, (vertex) => this.exportOne(signal, e, target, roots, vertex), ignore ? () => undefined : undefined);
+      // BuildKit's answer: the client tags it in a local cache's index.json.
+      if (root) out[cacheManifestKey] = `{"mediaType":${JSON.stringify(root.mediaType)},"digest":${JSON.stringify(root.digest)},"size":${root.size}}`;
     }
     return out;
   }
@@ -392,7 +405,7 @@ export class RemoteCache {
     for (const name of layout.names) await store.put(signal, layout.manifestKey(name), bytes, bytes.length);
   }
 
-  private async exportOne(signal: AbortSignal, e: CacheEntry, target: CacheTarget, roots: { key: Digest; output: number }[], vertex: Digest): Promise<void> {
+  private async exportOne(signal: AbortSignal, e: CacheEntry, target: CacheTarget, roots: { key: Digest; output: number }[], vertex: Digest): Promise<Descriptor> {
     const oci = bool(e.attrs, "oci-mediatypes", true);
     const imageManifest = bool(e.attrs, "image-manifest", false);
     // Layer blobs go up while the config is built (putBlob skips one the target has, with one
@@ -421,7 +434,9 @@ export class RemoteCache {
       const mediaType = oci ? "application/vnd.oci.image.index.v1+json" : "application/vnd.docker.distribution.manifest.list.v2+json";
       root = { mediaType, body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, manifests: [...layerDescs, configDesc] })) };
     }
-    await target.putRoot(signal, { mediaType: root.mediaType, digest: digestOf(root.body), size: root.body.length }, root.body);
+    const rootDesc = { mediaType: root.mediaType, digest: digestOf(root.body), size: root.body.length };
+    await target.putRoot(signal, rootDesc, root.body);
+    return rootDesc;
   }
 }
 

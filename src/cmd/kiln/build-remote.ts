@@ -18,6 +18,7 @@ import type { ClientAttachables, ExportTarget } from "../../session/wire.js";
 import type { ProgressEvent, ProgressWriter } from "../../solver/types.js";
 import { KilnError, type Digest } from "../../util/index.js";
 import { localOutputs } from "../outputs.js";
+import { ClientStores } from "./client-stores.js";
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
 
@@ -102,13 +103,18 @@ export async function buildThroughDaemon(
   const specs = (req.exporters ?? (req.exporter ? [req.exporter] : [])).map((e) => ({ type: e.type, attrs: { ...e.attrs } }));
   // Each output's destination stays here: the daemon sends its bytes or tree over the session.
   const targets: Record<number, ExportTarget> = {};
+  // Layout directories and local caches are content stores here, as buildctl attaches them.
+  const stores = new ClientStores();
   specs.forEach((e, i) => {
     const dest = e.attrs.dest;
     delete e.attrs.dest;
     if (dest === undefined || dest === "") return;
-    targets[i] = e.type === "local" ? { dirTarget: path.resolve(dest) } : { fileTarget: fileTarget(signal, dest) };
+    if ((e.type === "oci" || e.type === "docker") && /^(0|f|false)$/i.test(e.attrs.tar ?? "")) stores.layout(path.resolve(dest));
+    else targets[i] = e.type === "local" ? { dirTarget: path.resolve(dest) } : { fileTarget: fileTarget(signal, dest) };
   });
+  const cache = req.cache ? await stores.caches(req.cache, (msg) => process.stderr.write(`WARN: ${msg}\n`)) : undefined;
   const attachables: ClientAttachables = { dirs, credentials: new DockerConfigCredentials(), secrets: await ClientSecretStore.create(flags.secret.map(parseSecretSpec)) };
+  if (stores.size > 0) attachables.contentStores = await stores.open();
   await using ssh = flags.ssh.length > 0 ? new ClientSSHAgents(flags.ssh.map(parseSSHSpec)) : undefined;
   if (ssh) attachables.ssh = ssh;
   if (specs.length > 1) attachables.exportTargets = targets;
@@ -124,7 +130,9 @@ export async function buildThroughDaemon(
   }
   const first = specs[0];
   try {
-    return await solveRemote(signal, client, first, specs, req, dirs, attachables, progress, ref);
+    const res = await solveRemote(signal, client, first, specs, { ...req, ...(cache ? { cache } : {}) }, dirs, attachables, progress, ref);
+    await stores.tag(res);
+    return res;
   } catch (err) {
     // The same one line as an in-process build: the daemon's message without buildctl's prefix.
     if (err instanceof KilnError && err.code === "KILN_DAEMON" && err.message.startsWith(solvePrefix)) throw new KilnError("KILN_BUILD", err.message.slice(solvePrefix.length), { cause: err.cause, location: err.location });
@@ -157,7 +165,7 @@ function solveRemote(
       ExporterAttrs: first?.attrs ?? {},
       Exporters: specs.length > 1 ? specs.map((e) => ({ Type: e.type, Attrs: e.attrs })) : [],
       Entitlements: req.entitlements ?? [],
-      // --export-cache/--import-cache: the daemon reads and writes them (a local cache directory is on its machine).
+      // --export-cache/--import-cache: a local cache directory is reached through the session's content store.
       Cache: req.cache ? { Exports: (req.cache.exports ?? []).map((e) => ({ Type: e.type, Attrs: e.attrs })), Imports: (req.cache.imports ?? []).map((e) => ({ Type: e.type, Attrs: e.attrs })) } : undefined,
     },
     attachables,

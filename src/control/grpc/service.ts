@@ -38,6 +38,8 @@ export interface ControlServiceOptions {
 }
 
 const fileSendMethod = "/moby.filesync.v1.FileSend/DiffCopy";
+/** The content store buildctl attaches for an oci/docker layout directory output. */
+const layoutStoreId = "export";
 
 /** A gRPC status for an engine error: cancellations as CANCELLED, the rest with their message (and Dockerfile location). */
 export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
@@ -258,7 +260,8 @@ export class ControlService {
         const remote = await this.opts.sessions.get(signal, r.Session);
         session = remote;
         // Several exporters: each stream names its exporter's index, as BuildKit ≥ 0.13 does.
-        if (remote.supports(fileSendMethod)) outputs = req.exporters ? req.exporters.map((_, i) => this.sessionOutputs(remote, i)) : this.sessionOutputs(remote);
+        // buildctl offers an oci/docker layout directory as a content store (no FileSend then).
+        if (remote.supports(fileSendMethod) || remote.contentStores?.writable) outputs = req.exporters ? req.exporters.map((_, i) => this.sessionOutputs(remote, i)) : this.sessionOutputs(remote);
       }
       const res = await this.opts.controller.solve(signal, req, session, outputs, progress);
       // BuildKit collects after builds, off the request's path.
@@ -295,7 +298,15 @@ export class ControlService {
   /** Exporter destinations on the client: byte streams over FileSend, trees staged here and then sent. */
   private sessionOutputs(s: RemoteSession, exporterId?: number): ExportOutputs {
     const tmpDir = this.opts.tmpDir;
+    const stores = s.contentStores;
     return {
+      ...(stores?.writable && stores.write
+        ? {
+            layoutStore: {
+              put: async (signal, desc, data) => void (await stores.write!(signal, layoutStoreId, desc, data)),
+            },
+          }
+        : {}),
       async openStream(signal) {
         const fs = await s.openFileSend(signal, {}, exporterId);
         return {
