@@ -1,10 +1,10 @@
 // FileOp: a chain of copy/mkdir/mkfile/rm actions applied to snapshots of the op's inputs.
 import type { FileOp, FileAction, ChownOpt, UserOpt } from "../api/index.js";
-import path from "node:path";
-import { checksumPath, containsWildcards, pathMatch, type CacheManager, type MutableRef, type ImmutableRef } from "../cache/index.js";
+import { checksumPath, containsWildcards, type CacheManager, type MutableRef, type ImmutableRef } from "../cache/index.js";
 import { fileCacheDigest } from "./cachekeys.js";
 import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, CacheMapDep, Op, OpContext, Result } from "../solver/types.js";
+import { PatternMatcher, noMatchInfo } from "../session/index.js";
 import { KilnError, digestOf } from "../util/index.js";
 import { copy, mkdirAction, mkfileAction, rmAction, type Owner } from "./fsops.js";
 import { lookupGid, lookupUid } from "./user.js";
@@ -267,22 +267,8 @@ function dedupeSelectors(sels: Selector[]): Selector[] {
 }
 
 /** Matches a path relative to the copied one against Docker-style patterns (the last matching one decides, `!` negates). */
+/** BuildKit's checksum filter: patternmatcher's rules, a pattern that matches a directory matching what is inside it. */
 function patternMatcher(patterns: string[]): (rel: string) => boolean {
-  const compiled = patterns.map((p) => {
-    const neg = p.startsWith("!");
-    const pat = path.posix.normalize(neg ? p.slice(1) : p).replace(/^\/+/, "");
-    return { neg, pat };
-  });
-  return (rel) => {
-    let matched = false;
-    for (const { neg, pat } of compiled) {
-      const parts = pat.split("/");
-      const names = rel.split("/");
-      // A pattern matching a parent directory matches what is inside it.
-      let hit = false;
-      for (let n = 1; n <= names.length && !hit; n++) hit = n === parts.length && pathMatch(pat, names.slice(0, n).join("/"));
-      if (hit) matched = !neg;
-    }
-    return matched;
-  };
+  const pm = new PatternMatcher(patterns);
+  return (rel) => pm.matchesUsingParentResults(rel, noMatchInfo).matched;
 }

@@ -3,7 +3,7 @@
 // and `!` takes entries back, even from inside an excluded directory.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
 
@@ -51,4 +51,18 @@ void test(".dockerignore: `*.md` leaves sub/x.md, `**/*.md` with `!sub/deep/y.md
   assert.deepEqual(await listing(top), ["a.txt", "sub/", "sub/deep/", "sub/deep/y.md", "sub/deep/z.txt", "sub/x.md"]);
   const deep = await build("ignore-deep", { Dockerfile: df, ".dockerignore": "**/*.md\n!sub/deep/y.md\n/a.txt\nDockerfile\n.dockerignore\n" });
   assert.deepEqual(await listing(deep), ["sub/", "sub/deep/", "sub/deep/y.md", "sub/deep/z.txt"]);
+});
+
+void test("COPY --exclude=**/*.md: the step's cache key leaves out what it excludes, so editing sub/deep/y.md keeps it cached", async () => {
+  const ctx = await env.context({ ...files, Dockerfile: "FROM scratch\nCOPY --exclude=**/*.md --exclude=Dockerfile . /all/\n" });
+  const first = await env.run(["build", ctx, "--progress", "plain"]);
+  assert.equal(first.code, 0, first.stderr);
+  await writeFile(path.join(ctx, "sub/deep/y.md"), "edited\n");
+  const second = await env.run(["build", ctx, "--progress", "plain"]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stderr, /COPY --exclude=\*\*\/\*\.md --exclude=Dockerfile \. \/all\/\n#\d+ CACHED/);
+  await writeFile(path.join(ctx, "sub/deep/z.txt"), "edited\n");
+  const third = await env.run(["build", ctx, "--progress", "plain"]);
+  assert.equal(third.code, 0, third.stderr);
+  assert.doesNotMatch(third.stderr, /\/all\/\n#\d+ CACHED/, "an included file's edit is a new copy");
 });
