@@ -211,20 +211,17 @@ function tarballExporter(type: "oci" | "docker", opts: TarballExportOptions, dep
             }
           });
         } else if (outputs.layoutStore) {
-          const store = outputs.layoutStore;
-          await v.step("copying to layout directory", async () => {
-            // What the root names first, the root last: the client's store never holds a
-            // manifest whose blobs are missing (BuildKit copies the chain in the same order).
-            const seen = new Set<string>();
-            const rank = (b: Descriptor) => (b.digest === desc.digest ? 2 : /manifest|index/.test(b.mediaType) ? 1 : 0);
-            const order = [...blobs].sort((a, b) => rank(a) - rank(b));
-            for (const b of order) {
-              if (seen.has(b.digest)) continue;
-              seen.add(b.digest);
-              const digest = assertDigest(b.digest);
-              await store.put(signal, { digest, size: b.size }, () => deps.content.createReadStream(digest));
-            }
-          });
+          // What the root names first, the root last: the client's store never holds a manifest
+          // whose blobs are missing (BuildKit copies the chain in the same order, with no step of
+          // its own in the progress).
+          const seen = new Set<string>();
+          const rank = (b: Descriptor) => (b.digest === desc.digest ? 2 : /manifest|index/.test(b.mediaType) ? 1 : 0);
+          for (const b of [...blobs].sort((x, y) => rank(x) - rank(y))) {
+            if (seen.has(b.digest)) continue;
+            seen.add(b.digest);
+            const digest = assertDigest(b.digest);
+            await outputs.layoutStore.put(signal, { digest, size: b.size }, () => deps.content.createReadStream(digest));
+          }
         } else {
           await v.step("copying to layout directory", async () => {
             const out = await outputs.openDirectory(signal);
