@@ -3,6 +3,9 @@ import type { CacheStore, Result } from "../solver/types.js";
 import type { Digest } from "../util/index.js";
 import { ImmutableRef, type CacheManager } from "./refs.js";
 
+/** kv bucket: definition keys an imported cache matched (see CacheStore.vouch). */
+const vouchedBucket = "cache.vouched";
+
 export class RefCacheStore implements CacheStore {
   constructor(private readonly mgr: CacheManager) {}
 
@@ -18,6 +21,14 @@ export class RefCacheStore implements CacheStore {
     }
     this.mgr.db.touchRefs(ids);
     return refs as ImmutableRef[];
+  }
+
+  vouch(key: Digest): void {
+    this.mgr.db.setKV(vouchedBucket, key, "1");
+  }
+
+  isVouched(key: Digest): boolean {
+    return this.mgr.db.getKV(vouchedBucket, key) !== undefined;
   }
 
   async save(_signal: AbortSignal, key: Digest, results: Result[]): Promise<void> {

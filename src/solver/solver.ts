@@ -157,10 +157,19 @@ class Job {
       this.fail(v, err);
     }
     const probe = this.hooks.remote?.probe;
-    if (probe && cm.deps.some((d) => d?.computeDigest)) {
+    if (cm.deps.some((d) => d?.computeDigest)) {
       const defDeps: KeyDep[] = await Promise.all(v.inputs.map(async (input, i) => ({ key: await this.key(input.vertex), index: input.index, selector: cm.deps[i]?.selector ?? "" })));
       const info = { key: digestOf(JSON.stringify({ op: cm.digest, deps: defDeps, by: "definition" })), vertex: v, digest: cm.digest, alternates: cm.alternates, outputs: v.op.outputs, deps: defDeps };
-      if (await probe(this.signal, info)) {
+      // What an imported cache gave is keyed by definition (its inputs were never materialised to
+      // checksum), and so is what was built on it: later builds without the import look for that
+      // key first too, as BuildKit tries definition keys before content ones.
+      const cache = this.solver.cacheStore;
+      if (!v.ignoreCache && (cache.isVouched?.(info.key) || (await this.storedLocally(info.key, v.op.outputs)))) {
+        this.hooks.onKey?.(info);
+        return info.key;
+      }
+      if (probe && (await probe(this.signal, info))) {
+        cache.vouch?.(info.key);
         this.hooks.onKey?.(info);
         return info.key;
       }
@@ -192,6 +201,13 @@ class Job {
       this.hooks.onKey({ key, vertex: v, digest: cm.digest, alternates: cm.alternates, outputs: v.op.outputs, deps: withDefs });
     }
     return key;
+  }
+
+  private async storedLocally(key: Digest, outputs: number): Promise<boolean> {
+    const rs = await this.solver.cacheStore.load(this.signal, key, outputs);
+    if (!rs) return false;
+    await Promise.allSettled(rs.map((r) => r.release()));
+    return true;
   }
 
   private async computeResults(v: Vertex): Promise<Result[]> {

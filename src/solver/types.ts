@@ -67,6 +67,12 @@ export interface CacheStore {
    * solver re-checks the cache once it holds the lock. Absent for stores private to one process.
    */
   lock?(signal: AbortSignal, key: Digest): Promise<() => Promise<void>>;
+  /**
+   * Remembers a definition key an imported cache matched, result or not: steps after it were keyed
+   * through it, so a later build must reach the same keys without the import.
+   */
+  vouch?(key: Digest): void;
+  isVouched?(key: Digest): boolean;
 }
 
 /**

@@ -43,6 +43,8 @@ export class Worker {
       load: (signal, key, outputs) => refs.load(signal, key, outputs),
       save: (signal, key, results) => refs.save(signal, key, results),
       lock: (signal, key) => locks.lock(signal, key),
+      vouch: (key) => refs.vouch(key),
+      isVouched: (key) => refs.isVouched(key),
     };
   }
 

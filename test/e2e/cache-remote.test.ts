@@ -61,6 +61,10 @@ async function roundTrip(exportFlag: (mode: string) => string, importFlag: strin
   assert.deepEqual(runs(second.states), [], second.stderr);
   assert.equal(second.digest, first.digest, "the image is identical");
   assert.doesNotMatch(second.stderr, /^#\d+ \d+\.\d+ ran-/m, "no RUN printed output");
+  // What the import gave stays: the same root rebuilds without it and still runs nothing.
+  const third = await build(b, ctxB, []);
+  assert.deepEqual(runs(third.states), [], third.stderr);
+  assert.equal(third.digest, first.digest);
 }
 
 test("local cache, mode=min: a fresh root rebuilds with every step cached and the same image", async () => {
