@@ -23,6 +23,8 @@ const actionCommit = 2;
 
 /** Bytes per Write message: containerd copies with 1 MiB buffers, well under gRPC's message limit. */
 const writeChunk = 1 << 20;
+/** Write messages sent before the first of them must have been answered. */
+const writeWindow = 8;
 
 // WriteContentRequest{action=1, ref=2, total=3, expected=4, offset=5, data=6}
 function encodeWrite(req: { action: number; ref?: string; total?: number; expected?: string; offset?: number; data?: Uint8Array }): Buffer {
@@ -147,7 +149,18 @@ export class RemoteContentStores implements ContentStores {
     let committed = false;
     try {
       await exchange({ action: actionStat, ref, total: desc.size, expected: desc.digest });
+      // Writes are sent ahead of their replies (the client's store takes them in order and
+      // answers each with its new offset), a few at a time, so a large blob is not one round
+      // trip per MiB.
       let offset = 0;
+      const awaited: number[] = [];
+      const settle = async () => {
+        const want = awaited.shift()!;
+        const next = await responses.next();
+        if (next.done) throw new KilnError("KILN_SESSION", `content store ${storeId}: write ${desc.digest}: the client ended the stream`);
+        const got = decodeWriteResponse(next.value).offset;
+        if (got !== want) throw new KilnError("KILN_SESSION", `content store ${storeId}: write ${desc.digest}: the client is at offset ${got}, expected ${want}`);
+      };
       let pending: Uint8Array[] = [];
       let pendingBytes = 0;
       const flush = async () => {
@@ -155,9 +168,12 @@ export class RemoteContentStores implements ContentStores {
         pending = [];
         pendingBytes = 0;
         // Offset 0 restarts an ingest an earlier attempt left behind (containerd truncates it).
-        const res = await exchange({ action: actionWrite, offset, data: chunk });
-        if (res.offset !== offset + chunk.length) throw new KilnError("KILN_SESSION", `content store ${storeId}: write ${desc.digest}: the client stored ${res.offset - offset} of ${chunk.length} bytes`);
-        offset = res.offset;
+        const ok = call.write(encodeWrite({ action: actionWrite, offset, data: chunk }));
+        offset += chunk.length;
+        awaited.push(offset);
+        if (awaited.length >= writeWindow) await settle();
+        // A call that fails while full never drains: its end settles the wait too.
+        if (!ok) await new Promise((resolve) => [call.once("drain", resolve), call.once("close", resolve), call.once("error", resolve)]);
       };
       for await (const c of data()) {
         sig.throwIfAborted();
@@ -166,6 +182,7 @@ export class RemoteContentStores implements ContentStores {
         if (pendingBytes >= writeChunk) await flush();
       }
       if (pendingBytes > 0) await flush();
+      while (awaited.length > 0) await settle();
       if (offset !== desc.size) throw new KilnError("KILN_DIGEST_MISMATCH", `blob ${desc.digest}: read ${offset} bytes, expected ${desc.size}`);
       const res = await exchange({ action: actionCommit, total: desc.size, offset, expected: desc.digest });
       if (res.digest !== desc.digest || res.offset !== desc.size) throw new KilnError("KILN_DIGEST_MISMATCH", `content store ${storeId}: blob ${desc.digest} committed as ${res.digest} (${res.offset} bytes)`);
