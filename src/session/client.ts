@@ -366,6 +366,9 @@ async function handleFileSend(call: ServerStream, attachables: ClientAttachables
       out.end(() => resolve());
     });
   } catch (err) {
+    // The error is this call's to report; destroyed with it, the target re-emits it, and with no
+    // listener left that would end the whole client (an unhandled CanceledError when the session closed).
+    out.on("error", () => undefined);
     out.destroy(err instanceof Error ? err : new Error(String(err)));
     throw err;
   }
