@@ -130,7 +130,7 @@ export async function buildThroughDaemon(
   }
   const first = specs[0];
   try {
-    const res = await solveRemote(signal, client, first, specs, { ...req, ...(cache ? { cache } : {}) }, dirs, attachables, progress, ref);
+    const res = await solveRemote(signal, client, first, specs, { ...req, ...(cache ? { cache, frontendAttrs: withCacheImportsAttr(req, cache.imports) } : {}) }, dirs, attachables, progress, ref);
     await stores.tag(res);
     return res;
   } catch (err) {
@@ -141,6 +141,16 @@ export async function buildThroughDaemon(
 }
 
 const solvePrefix = "failed to solve: ";
+
+/**
+ * A frontend build also carries its cache imports in the `cache-imports` attribute, as buildctl
+ * sends them (Go's JSON of the CacheOptionsEntry list): BuildKit's frontends import only those.
+ */
+function withCacheImportsAttr(req: SolveRequest, imports: { type: string; attrs: Record<string, string> }[]): Record<string, string> | undefined {
+  if (!req.frontend || imports.length === 0) return req.frontendAttrs;
+  const sorted = (m: Record<string, string>) => Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return { ...req.frontendAttrs, "cache-imports": JSON.stringify(imports.map((e) => ({ Type: e.type, ...(Object.keys(e.attrs).length > 0 ? { Attrs: sorted(e.attrs) } : {}) }))) };
+}
 
 function solveRemote(
   signal: AbortSignal,
