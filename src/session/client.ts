@@ -11,10 +11,10 @@ import type { Writable } from "node:stream";
 import { addService, auth, bindClient, control, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, sshforward } from "./api.js";
 import { CanceledError, KilnError, errorMessage } from "../util/index.js";
 import { receiveListing, sendTree, writeListing, type PacketConn, type PacketInit } from "./fssync.js";
-import { encodePacket } from "./packetcodec.js";
+import { decodePacket, encodePacket } from "./packetcodec.js";
 import { walkTree, type WalkStat } from "./fswalk.js";
 import { messageConn } from "./msgstream.js";
-import { decoder, encoder, metadataKeys, metadataValues, methods } from "./methods.js";
+import { decoder, metadataKeys, metadataValues, methods } from "./methods.js";
 import { bytesCallToDuplex, relayThroughUnixSocket, type UnixRelay } from "./tunnel.js";
 import { sessionHeaders, type ClientAttachables, type ExportTarget } from "./wire.js";
 import { addContentStoreService } from "./contentserve.js";
@@ -86,9 +86,9 @@ const rawFileSync: grpc.ServiceDefinition = {
     requestStream: true,
     responseStream: true,
     requestSerialize: encodePacket,
-    requestDeserialize: decoder(fsutil.PacketSchema),
+    requestDeserialize: decodePacket,
     responseSerialize: encodePacket,
-    responseDeserialize: decoder(fsutil.PacketSchema),
+    responseDeserialize: decodePacket,
     originalName: "DiffCopy",
   },
 };
@@ -321,8 +321,8 @@ async function handleFileSend(call: ServerStream, attachables: ClientAttachables
   if (mode === "dir") {
     const dest = a.dirTarget!;
     await mkdir(dest, { recursive: true, mode: 0o700 });
-    const decode = decoder(fsutil.PacketSchema);
-    const encode = encoder(fsutil.PacketSchema);
+    const decode = decodePacket;
+    const encode = encodePacket;
     let pushed = first;
     const conn: PacketConn = {
       async recv() {

@@ -12,7 +12,8 @@ import { auth, filesync, fsutil, health, maxMessageBytes, secrets as secretspb, 
 import { CanceledError, KilnError, errorMessage } from "../util/index.js";
 import type { AuthConfig, CredentialProvider } from "../remotes/types.js";
 import { fromGoMode, goModeKind } from "./fsmode.js";
-import { receiveListing, sendTree, writeListing, type ListedStat, type PacketConn } from "./fssync.js";
+import { receiveListing, sendTree, writeListing, type ListedStat, type PacketConn, type PacketInit } from "./fssync.js";
+import { decodePacket, encodePacket } from "./packetcodec.js";
 import { walkTree } from "./fswalk.js";
 import { messageConn } from "./msgstream.js";
 import { bidiCall, metadataKeys, metadataValues, methods, encoder, decoder, setMetadataValues } from "./methods.js";
@@ -23,9 +24,16 @@ import type { ContentStores, LocalBase, LocalDirs, LocalEntry, SyncOptions, Uplo
 import { RemoteContentStores, contentStoreMethods } from "./contentstore.js";
 import { sessionHeaders, type FileSendStream, type RemoteSession, type SessionCall, type SessionManager } from "./wire.js";
 
-const fileSendChunk = 32 << 10;
+// Well under the 4 MiB a Go (buildctl) or grpc-js session server accepts by default; fewer, larger
+// messages mean fewer trips through both tunnels than 32 KiB ones.
+const fileSendChunk = 1 << 20;
 /** How long a listing's stream waits for its copy before it is finished (a cache hit needs no copy). */
 const parkedTransferMs = 60_000;
+
+/** A bidi call of fsutil packets, through the hand codec: a listing is a packet per entry. */
+function packetCall(client: grpc.Client, method: string, md: grpc.Metadata): grpc.ClientDuplexStream<PacketInit, fsutil.Packet> {
+  return client.makeBidiStreamRequest(method, encodePacket, decodePacket, md, {});
+}
 
 function grpcCode(err: unknown): number | undefined {
   return typeof (err as { code?: unknown })?.code === "number" ? (err as { code: number }).code : undefined;
@@ -59,7 +67,7 @@ class Transfer {
   private finished = false;
 
   constructor(
-    readonly call: grpc.ClientDuplexStream<unknown, fsutil.Packet>,
+    readonly call: grpc.ClientDuplexStream<PacketInit, fsutil.Packet>,
     closed: AbortSignal,
   ) {
     const signal = AbortSignal.any([this.ac.signal, closed]);
@@ -123,8 +131,8 @@ class RemoteLocalDirs implements LocalDirs {
     if (opts.includePatterns?.length) setMetadataValues(md, metadataKeys.includePatterns, opts.includePatterns);
     if (opts.excludePatterns?.length) setMetadataValues(md, metadataKeys.excludePatterns, opts.excludePatterns);
     if (opts.followPaths?.length) setMetadataValues(md, metadataKeys.followPaths, opts.followPaths);
-    const call = bidiCall(s.client, methods.diffCopy, fsutil.PacketSchema, fsutil.PacketSchema, md);
-    const t = new Transfer(call as grpc.ClientDuplexStream<unknown, fsutil.Packet>, s.closed);
+    const call = packetCall(s.client, methods.diffCopy, md);
+    const t = new Transfer(call, s.closed);
     const onAbort = () => t.cancel();
     signal.addEventListener("abort", onAbort, { once: true });
     try {
@@ -408,16 +416,16 @@ export class GrpcRemoteSession implements RemoteSession {
       call.on("error", (err: Error) => (grpcCode(err) === grpc.status.ALREADY_EXISTS ? resolve() : reject(err)));
     });
     finished.catch(() => undefined);
+    // All of a chunk's messages are queued at once and only the last one's write is waited for:
+    // waiting on each message costs an event-loop turn per message through both tunnels,
+    // while the Writable's high-water mark already bounds what is queued.
     const send = (chunk: Buffer, cb: (err?: Error | null) => void) => {
-      let off = 0;
-      const next = (err?: Error | null) => {
-        if (err) return cb(err);
-        if (off >= chunk.length) return cb();
+      for (let off = 0; off < chunk.length; off += fileSendChunk) {
         const part = chunk.subarray(off, off + fileSendChunk);
-        off += part.length;
-        call.write({ data: part }, next);
-      };
-      next();
+        if (off + fileSendChunk >= chunk.length) call.write({ data: part }, cb);
+        else call.write({ data: part });
+      }
+      if (chunk.length === 0) cb();
     };
     const stream = new Writable({
       highWaterMark: 1 << 20,
@@ -458,7 +466,7 @@ export class GrpcRemoteSession implements RemoteSession {
     this.requireMethod(methods.fileSend);
     const md = new grpc.Metadata();
     if (exporterId !== undefined) md.set(metadataKeys.exporterID, String(exporterId));
-    const call = bidiCall(this.client, methods.fileSend, fsutil.PacketSchema, fsutil.PacketSchema, md);
+    const call = packetCall(this.client, methods.fileSend, md);
     const sig = AbortSignal.any([signal, this.closed]);
     const onAbort = () => call.cancel();
     sig.addEventListener("abort", onAbort, { once: true });
