@@ -3,7 +3,9 @@
 // starts, driven by buildctl) — same machine, same run.
 // Workloads: a small Dockerfile cold and unchanged; four stages with a cache mount; a 5,000-file
 // context cold, unchanged and with one file changed; 128 MB of new layers exported to an OCI tarball.
-// Usage (root): node --import tsx bench/build.ts [--runs 5] [--only NAME] [--buildkit-bin DIR]
+// Usage (root): node --import tsx bench/build.ts [--runs 5] [--only NAME] [--buildkit-bin DIR] [--also-without-extra-ca]
+// --also-without-extra-ca: when NODE_EXTRA_CA_CERTS is set, also time kiln's clients with it
+// unset (Node parses that file before any script runs, 60-80 ms kiln cannot avoid; Go does not).
 import { execFile } from "node:child_process";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -15,7 +17,9 @@ import { fourStageFiles, measure, median, type Measured } from "./measure.js";
 
 const sh = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "..");
-const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, only: { type: "string" }, "buildkit-bin": { type: "string" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, only: { type: "string" }, "buildkit-bin": { type: "string" }, "also-without-extra-ca": { type: "boolean" } } });
+/** The environment a kiln client runs with in the "-noca" engines: the same, minus the extra CA file. */
+const withoutExtraCA = { NODE_EXTRA_CA_CERTS: "" };
 const runs = Number(values.runs);
 
 interface Scenario {
@@ -99,26 +103,26 @@ interface Engine {
   stop(): Promise<void>;
 }
 
-async function kilnEngine(tmp: string, config: string): Promise<Engine> {
+async function kilnEngine(tmp: string, config: string, env: Record<string, string> = {}, suffix = ""): Promise<Engine> {
   const kiln = path.join(repoRoot, "bin", "kiln");
-  const root = path.join(tmp, "kiln-root");
+  const root = path.join(tmp, `kiln-root${suffix}`);
   return {
-    name: "kiln",
-    build: (ctx, out) => measure(process.execPath, [kiln, "--root", root, "--config", config, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`]),
+    name: `kiln${suffix}`,
+    build: (ctx, out) => measure(process.execPath, [kiln, "--root", root, "--config", config, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`], env),
     reset: () => rm(root, { recursive: true, force: true }),
     stop: async () => {},
   };
 }
 
 /** kiln through a kilnd started once (warm): the client is `kiln --addr`, the engine lives in the daemon. */
-async function kilnDaemonEngine(tmp: string, config: string): Promise<Engine> {
+async function kilnDaemonEngine(tmp: string, config: string, env: Record<string, string> = {}, suffix = ""): Promise<Engine> {
   const kiln = path.join(repoRoot, "bin", "kiln");
-  const sock = path.join(tmp, "kilnd.sock");
-  const d = kilnDaemon(path.join(tmp, "kilnd-root"), sock, config);
+  const sock = path.join(tmp, `kilnd${suffix}.sock`);
+  const d = kilnDaemon(path.join(tmp, `kilnd-root${suffix}`), sock, config);
   await d.start();
   return {
-    name: "kiln-daemon",
-    build: (ctx, out) => measure(process.execPath, [kiln, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`]),
+    name: `kiln-daemon${suffix}`,
+    build: (ctx, out) => measure(process.execPath, [kiln, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`], env),
     // Pruned, not restarted: the daemon stays warm (its JIT, its open database), as a daemon is.
     reset: async () => {
       await sh(process.execPath, [kiln, "--addr", `unix://${sock}`, "prune", "--all"]);
@@ -157,6 +161,10 @@ try {
   const config = await writeKilnConfig(tmp, reg.host);
   engines.push(await kilnEngine(tmp, config));
   engines.push(await kilnDaemonEngine(tmp, config));
+  if (values["also-without-extra-ca"] && process.env.NODE_EXTRA_CA_CERTS) {
+    engines.push(await kilnEngine(tmp, config, withoutExtraCA, "-noca"));
+    engines.push(await kilnDaemonEngine(tmp, config, withoutExtraCA, "-noca"));
+  }
   const bk = await buildkitEngine(tmp, config, values["buildkit-bin"]);
   if (bk) engines.push(bk);
   else console.log("buildkitd/buildctl not found: kiln only (pass --buildkit-bin DIR or put them on PATH)");
@@ -202,7 +210,7 @@ try {
   // Both matter to the reading: the machine's other work, and a start-up cost every Node process
   // here pays (Node parses that bundle before any script runs; Go binaries do not).
   console.log(`load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} at the end (${os.cpus().length} CPUs)`);
-  if (process.env.NODE_EXTRA_CA_CERTS) console.log(`NODE_EXTRA_CA_CERTS is set (${process.env.NODE_EXTRA_CA_CERTS}): every node process, kiln's included, loads it at start-up`);
+  if (process.env.NODE_EXTRA_CA_CERTS) console.log(`NODE_EXTRA_CA_CERTS is set (${process.env.NODE_EXTRA_CA_CERTS}): every node process, kiln's included, loads it at start-up${values["also-without-extra-ca"] ? '; the "-noca" engines run kiln\'s client with it unset' : ""}`);
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
   for (const r of table) console.log(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
 } finally {
