@@ -16,7 +16,7 @@ import type { Stats } from "node:fs";
 import { createHash, type Hash } from "node:crypto";
 import path from "node:path";
 import { listAttributes, getAttribute } from "@napi-rs/xattr";
-import { mapLimit, throwIfAborted, type Digest } from "../util/index.js";
+import { goMatch, hasGoWildcard, mapLimit, throwIfAborted, type Digest } from "../util/index.js";
 import type { ImmutableRef } from "./refs.js";
 import type { MetadataDB } from "./db.js";
 
@@ -432,49 +432,14 @@ function trimSlash(s: string): string {
 function splitWildcards(p: string): string {
   const out: string[] = [];
   for (const part of p.split("/")) {
-    if (containsWildcards(part)) break;
+    if (hasGoWildcard(part)) break;
     out.push(part);
   }
   return out.join("/") || "/";
 }
 
-export function containsWildcards(name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const c = name[i];
-    if (c === "\\") i++;
-    else if (c === "*" || c === "?" || c === "[") return true;
-  }
-  return false;
-}
-
-/** Go's path.Match: `*`, `?` and `[...]` never match `/`. */
-export function pathMatch(pattern: string, name: string): boolean {
-  let re = "^";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
-    else if (c === "\\") re += escapeRe(pattern[++i] ?? "\\");
-    else if (c === "[") {
-      const end = pattern.indexOf("]", i + 2);
-      if (end < 0) return false;
-      let cls = pattern.slice(i + 1, end);
-      const neg = cls.startsWith("^");
-      if (neg) cls = cls.slice(1);
-      re += `[${neg ? "^/" : ""}${cls.replace(/\\(.)/g, "\\$1").replace(/[\]]/g, "\\]")}]`;
-      i = end;
-    } else re += escapeRe(c);
-  }
-  try {
-    return new RegExp(re + "$", "s").test(name);
-  } catch {
-    return false;
-  }
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
-}
+/** Go's path.Match, as BuildKit's contenthash matches wildcard selectors. */
+export const pathMatch = goMatch;
 
 const chunk = 1 << 16;
 

@@ -1,11 +1,11 @@
 // FileOp: a chain of copy/mkdir/mkfile/rm actions applied to snapshots of the op's inputs.
 import type { FileOp, FileAction, ChownOpt, UserOpt } from "../api/index.js";
-import { checksumPath, containsWildcards, type CacheManager, type MutableRef, type ImmutableRef } from "../cache/index.js";
+import { checksumPath, type CacheManager, type MutableRef, type ImmutableRef } from "../cache/index.js";
 import { fileCacheDigest } from "./cachekeys.js";
 import type { ActiveMount } from "../snapshot/types.js";
 import type { CacheMap, CacheMapDep, Op, OpContext, Result } from "../solver/types.js";
 import { PatternMatcher, noMatchInfo } from "../session/index.js";
-import { KilnError, digestOf } from "../util/index.js";
+import { KilnError, digestOf, hasGoWildcard } from "../util/index.js";
 import { copy, mkdirAction, mkfileAction, rmAction, type Owner } from "./fsops.js";
 import { lookupGid, lookupUid } from "./user.js";
 
@@ -62,7 +62,7 @@ export class FileOpRunner implements Op {
         const c = x.value;
         const sec = Number(a.secondaryInput);
         if (sec !== -1 && sec < this.numInputs) {
-          add(sec, { path: c.src, followLinks: c.followSymlink, wildcard: c.allowWildcard && containsWildcards(c.src), include: c.includePatterns, exclude: c.excludePatterns });
+          add(sec, { path: c.src, followLinks: c.followSymlink, wildcard: c.allowWildcard && hasGoWildcard(c.src), include: c.includePatterns, exclude: c.excludePatterns });
         }
       }
     }

@@ -11,7 +11,7 @@ import type { Descriptor, Index, Manifest } from "../api/oci.js";
 import type { ContentStore } from "../content/types.js";
 import type { ContentStores } from "../session/types.js";
 import { formatReference, type Reference, type Resolver } from "../remotes/index.js";
-import { KilnError, assertDigest, digestOf, isDigest, type Digest } from "../util/index.js";
+import { KilnError, assertDigest, digestOf, isDigest, writeFileAtomic, type Digest } from "../util/index.js";
 import { annotationCreatedAt, annotationUncompressed, cacheConfigMediaType, parseConfig, parseRecords, type CacheConfig } from "./config.js";
 import type { ImportedConfig } from "./graph.js";
 
@@ -116,31 +116,16 @@ export class LocalCacheDir implements CacheTarget, CacheSource {
     }
   }
 
-  private async writeSmall(file: string, body: Uint8Array): Promise<void> {
-    const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-    const fh = await open(tmp, "w");
-    try {
-      await fh.writeFile(body);
-      await fh.sync();
-      await fh.close();
-      await rename(tmp, file);
-    } catch (err) {
-      await fh.close().catch(() => {});
-      await rm(tmp, { force: true });
-      throw err;
-    }
-  }
-
   async putRoot(signal: AbortSignal, desc: Descriptor, body: Uint8Array): Promise<void> {
     await this.putBlob(signal, desc, () => bufferStream(body));
     await mkdir(this.dir, { recursive: true });
-    await this.writeSmall(path.join(this.dir, "oci-layout"), Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+    await writeFileAtomic(path.join(this.dir, "oci-layout"), Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
     const index = await this.readIndex();
     // One entry per tag: the new cache replaces the tag's old one, other tags stay.
     const manifests = (index?.manifests ?? []).filter((m) => m.annotations?.[refNameAnnotation] !== this.tag);
     manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: { [refNameAnnotation]: this.tag } });
     const out: Index = { schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests };
-    await this.writeSmall(path.join(this.dir, "index.json"), Buffer.from(JSON.stringify(out)));
+    await writeFileAtomic(path.join(this.dir, "index.json"), Buffer.from(JSON.stringify(out)));
   }
 
   private async readIndex(): Promise<Index | undefined> {

@@ -2,10 +2,9 @@
 // writes only blobs there, and the client tags the top descriptor from the exporter's response,
 // as buildctl's ociindex does (one entry per tag; an entry with the same tag is replaced). The
 // file is replaced whole (temp file, fsync, rename), so a reader sees the old index or the new.
-import { randomBytes } from "node:crypto";
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { KilnError, errorMessage } from "../util/index.js";
+import { KilnError, errorMessage, writeFileAtomic } from "../util/index.js";
 
 const refNameAnnotation = "org.opencontainers.image.ref.name";
 
@@ -72,20 +71,6 @@ async function readIndex(dir: string): Promise<IndexFile | undefined> {
   }
 }
 
-async function writeDurably(file: string, body: string): Promise<void> {
-  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  const fh = await open(tmp, "w", 0o644);
-  try {
-    await fh.writeFile(body);
-    await fh.sync();
-    await fh.close();
-    await rename(tmp, file);
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 /** Tags `desc` in DIR/index.json (and writes oci-layout, as buildctl ≥ 0.12 does, so the directory is a valid layout). */
 export async function putIndexTag(dir: string, tag: string, desc: IndexDescriptor): Promise<void> {
@@ -103,8 +88,8 @@ export async function putIndexTag(dir: string, tag: string, desc: IndexDescripto
     manifests: manifests.map(goDescriptor),
     ...(sortedMap(index.annotations) ? { annotations: sortedMap(index.annotations) } : {}),
   };
-  await writeDurably(path.join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
-  await writeDurably(path.join(dir, "index.json"), JSON.stringify(out));
+  await writeFileAtomic(path.join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFileAtomic(path.join(dir, "index.json"), JSON.stringify(out));
 }
 
 /** The descriptor tagged `tag` in DIR/index.json; undefined when there is no index or no such tag. */

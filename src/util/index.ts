@@ -7,3 +7,4 @@ export * from "./platform.js";
 export * from "./concurrency.js";
 export * from "./proc.js";
 export * from "./units.js";
+export * from "./gomatch.js";
