@@ -163,13 +163,15 @@ class Job {
       // What an imported cache gave is keyed by definition (its inputs were never materialised to
       // checksum), and so is what was built on it: later builds without the import look for that
       // key first too, as BuildKit tries definition keys before content ones.
+      // An import is asked first even so: it knows the content links its records carry, which an
+      // export from this build must write again.
       const cache = this.solver.cacheStore;
-      if (!v.ignoreCache && (cache.isVouched?.(info.key) || (await this.storedLocally(info.key, v.op.outputs)))) {
+      if (probe && (await probe(this.signal, info))) {
+        cache.vouch?.(info.key);
         this.hooks.onKey?.(info);
         return info.key;
       }
-      if (probe && (await probe(this.signal, info))) {
-        cache.vouch?.(info.key);
+      if (!v.ignoreCache && (cache.isVouched?.(info.key) || (await this.storedLocally(info.key, v.op.outputs)))) {
         this.hooks.onKey?.(info);
         return info.key;
       }
