@@ -20,7 +20,7 @@ const common = {
   bundle: true,
   platform: "node",
   // CommonJS, not ESM: only a classic script can be served from V8's code cache on Node 20
-  // (bin/run-bundle.mjs), which halves the CLI's start-up.
+  // (bin/run-bundle.cjs), which halves the CLI's start-up.
   format: "cjs",
   target: "node20",
   external: ["better-sqlite3", "zstd-napi", "@napi-rs/xattr"],
@@ -32,7 +32,7 @@ const common = {
 await build({ ...common, entryPoints: { kiln: "src/cmd/kiln/index.ts", kilnd: "src/cmd/kilnd/index.ts" } });
 
 // The same CLI without the engine, for commands a daemon serves (bin/kiln picks it, see
-// bin/select-bundle.mjs): the engine's modules are behind dynamic imports, and leaving them out
+// bin/select-bundle.cjs): the engine's modules are behind dynamic imports, and leaving them out
 // makes the bundle a fifth of the size, which a daemon client parses, compiles and links at each start.
 const engineImports = new Set(["./build-local.js", "../config.js", "../../worker/index.js", "../../control/grpc/index.js", "./debug-llb.js"]);
 // Everything those modules export that the CLI reaches for; each fails with one clear message.
@@ -54,5 +54,5 @@ const withoutEngine = {
   },
 };
 await build({ ...common, entryPoints: { "kiln-client": "src/cmd/kiln/index.ts" }, plugins: [withoutEngine] });
-// Old bundles and their code caches would only confuse bin/run-bundle.mjs.
+// Old bundles and their code caches would only confuse bin/run-bundle.cjs.
 for (const f of readdirSync("dist")) if (f.endsWith(".mjs") || f.endsWith(".mjs.map") || f.endsWith(".v8cache") || f.includes(".v8cache.build")) rmSync(`dist/${f}`, { force: true });

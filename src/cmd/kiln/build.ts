@@ -215,7 +215,7 @@ async function build(g: GlobalFlags, ctxPath: string | undefined, flags: BuildFl
     const daemon = daemonOptions(g) ?? (g.root === undefined && g.config === undefined ? await detectDaemon(ac.signal) : undefined);
     printer = createPrinter(flags.progress, process.stderr);
     let res: Record<string, string>;
-    // bin/run-bundle.mjs keeps V8's code cache complete for both paths (see there).
+    // bin/run-bundle.cjs keeps V8's code cache complete for both paths (see there).
     (globalThis as { __kilnCodeCacheTag?: string }).__kilnCodeCacheTag = daemon ? "daemon" : "local";
     if (daemon) {
       const { buildThroughDaemon } = await import("./build-remote.js");

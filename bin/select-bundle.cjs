@@ -2,8 +2,11 @@
 // will do the work, else the whole CLI. Decided from the arguments before either bundle loads,
 // by the rules src/cmd/kiln applies: --addr or $BUILDKIT_HOST name a daemon for build, du and
 // prune; `kiln build` without them, --root or --config uses the default daemon when it answers.
-import { existsSync } from "node:fs";
-import { connect } from "node:net";
+"use strict";
+/* eslint-disable @typescript-eslint/no-require-imports -- CommonJS, as bin/run-bundle.cjs explains */
+const { existsSync } = require("node:fs");
+const { connect } = require("node:net");
+const path = require("node:path");
 
 /** The program's options that take a value (src/cmd/kiln/main.ts, daemon.ts). */
 const valueOptions = new Set(["--root", "--config", "--addr", "--tlsservername", "--tlscacert", "--tlscert", "--tlskey", "--tlsdir", "--timeout"]);
@@ -42,11 +45,13 @@ function answers(sockPath) {
   });
 }
 
-export async function kilnBundleName(argv, env) {
+async function kilnBundleName(argv, env) {
   const { command, given } = parse(argv);
-  if (!daemonCommands.has(command) || !existsSync(new URL("../dist/kiln-client.cjs", import.meta.url))) return "kiln";
+  if (!daemonCommands.has(command) || !existsSync(path.join(__dirname, "..", "dist", "kiln-client.cjs"))) return "kiln";
   if (given.get("--addr") || env.BUILDKIT_HOST) return "kiln-client";
   if (command !== "build" || given.has("--root") || given.has("--config")) return "kiln";
   const addr = env.KILN_DEFAULT_HOST || "unix:///run/kiln/kilnd.sock";
   return addr.startsWith("unix:///") && (await answers(addr.slice("unix://".length))) ? "kiln-client" : "kiln";
 }
+
+module.exports = { kilnBundleName };
