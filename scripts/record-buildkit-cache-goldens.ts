@@ -4,13 +4,13 @@
 // itself is not part of this project: pass the directory holding `buildkitd` and `buildctl`
 // v0.11.6 that you built yourself. Run as root.
 // Usage: node --import tsx scripts/record-buildkit-cache-goldens.ts --buildkit-bin DIR [--only NAME] [--write] [--compare] [--keep]
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs, promisify } from "node:util";
 import { startRegistry, pushBusybox, writeKilnConfig } from "../test/fixtures/registry.js";
+import { recordingDaemon } from "./buildkitd.js";
 import { cacheCases, diffGolden, normalizeCacheConfig, readLocalCacheConfig, writeCacheContext } from "../test/compare/cache-cases.js";
 
 const sh = promisify(execFile);
@@ -22,18 +22,13 @@ const buildctl = path.join(values["buildkit-bin"], "buildctl");
 
 const reg = await startRegistry();
 const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-cache-goldens-"));
-let daemon: ChildProcess | undefined;
 let failures = 0;
+const daemon = recordingDaemon(buildkitd, buildctl);
 try {
   await pushBusybox(reg.host);
   const config = await writeKilnConfig(tmp, reg.host);
   const sock = path.join(tmp, "buildkitd.sock");
-  daemon = spawn(buildkitd, ["--root", path.join(tmp, "bk-root"), "--addr", `unix://${sock}`, "--config", config], { stdio: "ignore" });
-  for (let i = 0; ; i++) {
-    if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) break;
-    if (i > 100) throw new Error("buildkitd did not start");
-    await sleep(100);
-  }
+  await daemon.start(path.join(tmp, "bk-root"), sock, config);
   for (const c of cacheCases.filter((c) => !values.only || c.name === values.only)) {
     const ctx = path.join(tmp, "ctx", c.name);
     await writeCacheContext(ctx, c);
@@ -71,11 +66,7 @@ try {
     console.log(`${c.name}: ${diffs.length ? `${diffs.length} differences\n  ${diffs.join("\n  ")}` : "identical"}`);
   }
 } finally {
-  if (daemon) {
-    const exited = new Promise((r) => daemon!.once("exit", r));
-    daemon.kill("SIGTERM");
-    await exited;
-  }
+  await daemon.stop();
   if (values.keep) console.log(`kept ${tmp}`);
   else await rm(tmp, { recursive: true, force: true });
   await reg.stop();

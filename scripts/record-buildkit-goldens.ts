@@ -3,13 +3,13 @@
 // every difference. BuildKit itself is not part of this project: pass the directory holding
 // `buildkitd` and `buildctl` v0.11.6 that you built yourself. Run as root.
 // Usage: node --import tsx scripts/record-buildkit-goldens.ts --buildkit-bin DIR [--only NAME] [--write] [--compare]
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs, promisify } from "node:util";
 import { startRegistry, pushBusybox, writeKilnConfig } from "../test/fixtures/registry.js";
+import { recordingDaemon } from "./buildkitd.js";
 import { cases, caseFiles, checkFail, failCases, failGolden, type CompareCase } from "../test/compare/cases.js";
 import { imageFacts, layoutTree, diffFacts } from "../test/compare/facts.js";
 
@@ -31,19 +31,14 @@ async function writeContext(dir: string, c: CompareCase): Promise<void> {
 
 const reg = await startRegistry();
 const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-goldens-"));
-let daemon: ChildProcess | undefined;
 let failures = 0;
+const daemon = recordingDaemon(buildkitd, buildctl);
 try {
   const { layout } = await pushBusybox(reg.host);
   const base = await layoutTree(layout.dir);
   const config = await writeKilnConfig(tmp, reg.host);
   const sock = path.join(tmp, "buildkitd.sock");
-  daemon = spawn(buildkitd, ["--root", path.join(tmp, "bk-root"), "--addr", `unix://${sock}`, "--config", config], { stdio: "ignore" });
-  for (let i = 0; ; i++) {
-    if (await sh(buildctl, ["--addr", `unix://${sock}`, "debug", "workers"]).then(() => true, () => false)) break;
-    if (i > 100) throw new Error("buildkitd did not start");
-    await sleep(100);
-  }
+  await daemon.start(path.join(tmp, "bk-root"), sock, config);
   for (const c of cases.filter((c) => !values.only || c.name === values.only)) {
     const ctx = path.join(tmp, "ctx", c.name);
     await writeContext(ctx, c);
@@ -114,11 +109,7 @@ try {
     console.log(`${c.name}: ${diffs.length ? `${diffs.join("\n  ")}` : "same error"}`);
   }
 } finally {
-  if (daemon) {
-    const exited = new Promise((r) => daemon!.once("exit", r));
-    daemon.kill("SIGTERM");
-    await exited;
-  }
+  await daemon.stop();
   await rm(tmp, { recursive: true, force: true });
   await reg.stop();
 }
