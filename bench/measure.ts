@@ -1,7 +1,7 @@
 // What every benchmark measures with: a command's wall time (and, under GNU time, its peak RSS),
 // medians, and the four-stage sample both the build and the cache benchmarks run.
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 
@@ -31,9 +31,13 @@ export function timed(cmd: string, args: string[], env: Record<string, string> =
 /** Wall time and peak RSS of a command, run under GNU time. */
 export async function measure(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Measured> {
   const tfile = path.join(os.tmpdir(), `kiln-bench-time-${process.pid}`);
-  const ms = await run("/usr/bin/time", ["-f", "%M", "-o", tfile, cmd, ...args], env, `${cmd} ${args.join(" ")}`);
-  const rssKB = Number((await readFile(tfile, "utf8")).trim().split("\n").pop());
-  return { ms, rssKB };
+  try {
+    const ms = await run("/usr/bin/time", ["-f", "%M", "-o", tfile, cmd, ...args], env, `${cmd} ${args.join(" ")}`);
+    const rssKB = Number((await readFile(tfile, "utf8")).trim().split("\n").pop());
+    return { ms, rssKB };
+  } finally {
+    await rm(tfile, { force: true });
+  }
 }
 
 export function median(xs: number[]): number {
