@@ -8,21 +8,11 @@ import { createHash } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { envPool, stepStates, type KilnEnv } from "../helpers/kiln.js";
 
-const envs: KilnEnv[] = [];
-after(async () => {
-  for (const e of envs) {
-    await e.close();
-    await stopSharedRegistry();
-  }
-});
-
-async function freshEnv(): Promise<KilnEnv> {
-  const e = await kilnEnv();
-  envs.push(e);
-  return e;
-}
+const envs = envPool();
+after(() => envs.closeAll());
+const freshEnv = () => envs.fresh();
 
 const dockerfile = [
   "FROM busybox AS build",

@@ -8,9 +8,9 @@ import { createServer, type AddressInfo } from "node:net";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { kilnEnv, repoRoot, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { envPool, repoRoot, stepStates, type KilnEnv } from "../helpers/kiln.js";
 
-const envs: KilnEnv[] = [];
+const envs = envPool();
 let tmp = "";
 let s3rver: ChildProcess | undefined;
 let s3URL = "";
@@ -66,19 +66,11 @@ async function stop(child: ChildProcess | undefined): Promise<void> {
 after(async () => {
   await stop(azurite);
   await stop(s3rver);
-  // Each environment is one user of the shared registry.
-  for (const e of envs) {
-    await e.close();
-    await stopSharedRegistry();
-  }
+  await envs.closeAll();
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function freshEnv(): Promise<KilnEnv> {
-  const e = await kilnEnv();
-  envs.push(e);
-  return e;
-}
+const freshEnv = () => envs.fresh();
 
 const dockerfile = ["FROM busybox AS build", "COPY a.txt /a", "RUN echo built-$(cat /a) > /out", "FROM busybox", "COPY --from=build /out /out", "RUN cat /out > /final"].join("\n");
 

@@ -1,29 +1,15 @@
 // Build cache that travels: export from one root, import into a fresh one, and the rebuild runs no
 // RUN and gives the same image; a partial match runs only the changed tail; a missing cache warns.
-import { test, before, after } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { envPool, stepStates, type KilnEnv } from "../helpers/kiln.js";
 
-let envs: KilnEnv[] = [];
-before(async () => {
-  envs = [];
-});
-after(async () => {
-  // Each environment is one user of the shared registry.
-  for (const e of envs) {
-    await e.close();
-    await stopSharedRegistry();
-  }
-});
-
-async function freshEnv(): Promise<KilnEnv> {
-  const e = await kilnEnv();
-  envs.push(e);
-  return e;
-}
+const envs = envPool();
+after(() => envs.closeAll());
+const freshEnv = () => envs.fresh();
 
 const dockerfile = [
   "FROM busybox AS build",
@@ -82,7 +68,7 @@ test("local cache, mode=max: every stage is cached; a change in the last stage r
   const top = JSON.parse(await readFile(path.join(dir, "blobs", ...index.manifests[0]!.digest.split(":")), "utf8")) as { manifests: { mediaType: string; digest: string }[] };
   assert.equal(top.manifests.at(-1)?.mediaType, "application/vnd.buildkit.cacheconfig.v0");
   // Lazy: the importing root fetched the final image's layers, none of the other stages' results.
-  const imported = envs.at(-1)!;
+  const imported = envs.all.at(-1)!;
   const image = new Set(await layersOf(imported));
   const others = top.manifests.slice(0, -1).map((m) => m.digest).filter((d) => !image.has(d));
   assert.ok(others.length > 0, "a mode=max cache holds intermediate results");

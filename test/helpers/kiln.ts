@@ -105,6 +105,25 @@ export async function kilnEnv(): Promise<KilnEnv> {
 }
 
 /** What the plain progress says happened to each step: "DONE", "CACHED" or "ERROR", by step name. */
+/** Environments a test file makes as it goes, each closed (ending its use of the shared registry) by closeAll. */
+export function envPool(): { fresh(): Promise<KilnEnv>; readonly all: readonly KilnEnv[]; closeAll(): Promise<void> } {
+  const all: KilnEnv[] = [];
+  return {
+    all,
+    async fresh() {
+      const e = await kilnEnv();
+      all.push(e);
+      return e;
+    },
+    async closeAll() {
+      for (const e of all.splice(0)) {
+        await e.close();
+        await stopSharedRegistry();
+      }
+    },
+  };
+}
+
 export function stepStates(stderr: string): Map<string, string> {
   const names = new Map<string, string>();
   const states = new Map<string, string>();
