@@ -142,12 +142,7 @@ async function buildkitEngine(tmp: string, config: string, binDir: string | unde
     name: "buildkit",
     build: (ctx, out) =>
       measure(bins.buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`]),
-    // A fresh root is the only complete reset (prune keeps some records).
-    reset: async () => {
-      await d.stop();
-      await rm(root, { recursive: true, force: true });
-      await d.start();
-    },
+    reset: () => d.restartEmpty(),
     stop: () => d.stop(),
   };
 }

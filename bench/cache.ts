@@ -48,11 +48,7 @@ async function kilnd(tmp: string, config: string): Promise<Engine> {
   return {
     name: "kilnd",
     build: (ctx, out, cacheArgs) => timed(process.execPath, [bin, "--addr", `unix://${sock}`, "build", ctx, "--progress", "plain", "-o", `type=oci,dest=${out}`, ...cacheArgs]),
-    reset: async () => {
-      await d.stop();
-      await rm(root, { recursive: true, force: true });
-      await d.start();
-    },
+    reset: () => d.restartEmpty(),
     stop: () => d.stop(),
   };
 }
@@ -67,11 +63,7 @@ async function buildkit(tmp: string, config: string, binDir: string | undefined)
   return {
     name: "buildkit",
     build: (ctx, out, cacheArgs) => timed(bins.buildctl, ["--addr", `unix://${sock}`, "build", "--frontend", "dockerfile.v0", "--local", `context=${ctx}`, "--local", `dockerfile=${ctx}`, "--output", `type=oci,dest=${out}`, ...cacheArgs]),
-    reset: async () => {
-      await d.stop();
-      await rm(root, { recursive: true, force: true });
-      await d.start();
-    },
+    reset: () => d.restartEmpty(),
     stop: () => d.stop(),
   };
 }

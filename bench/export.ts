@@ -65,11 +65,7 @@ async function buildkitEngine(tmp: string, config: string, binDir: string | unde
     name: "buildkit",
     prepare: async (ctx) => void (await measure(bins.buildctl, base(ctx))),
     export: (ctx, out, c) => measure(bins.buildctl, [...base(ctx), "--output", `type=oci,dest=${out},compression=${c}`]),
-    reset: async () => {
-      await d.stop();
-      await rm(root, { recursive: true, force: true });
-      await d.start();
-    },
+    reset: () => d.restartEmpty(),
     stop: () => d.stop(),
   };
 }

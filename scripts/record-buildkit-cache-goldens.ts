@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { startRegistry, pushBusybox, writeKilnConfig } from "../test/fixtures/registry.js";
-import { recordingDaemon } from "./buildkitd.js";
+import { buildkitDaemon, type Daemon } from "../bench/daemons.js";
 import { cacheCases, diffGolden, normalizeCacheConfig, readLocalCacheConfig, writeCacheContext } from "../test/compare/cache-cases.js";
 
 const sh = promisify(execFile);
@@ -23,12 +23,13 @@ const buildctl = path.join(values["buildkit-bin"], "buildctl");
 const reg = await startRegistry();
 const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-cache-goldens-"));
 let failures = 0;
-const daemon = recordingDaemon(buildkitd, buildctl);
+let daemon: Daemon | undefined;
 try {
   await pushBusybox(reg.host);
   const config = await writeKilnConfig(tmp, reg.host);
   const sock = path.join(tmp, "buildkitd.sock");
-  await daemon.start(path.join(tmp, "bk-root"), sock, config);
+  daemon = buildkitDaemon({ buildkitd, buildctl }, path.join(tmp, "bk-root"), sock, config);
+  await daemon.start();
   for (const c of cacheCases.filter((c) => !values.only || c.name === values.only)) {
     const ctx = path.join(tmp, "ctx", c.name);
     await writeCacheContext(ctx, c);
@@ -66,7 +67,7 @@ try {
     console.log(`${c.name}: ${diffs.length ? `${diffs.length} differences\n  ${diffs.join("\n  ")}` : "identical"}`);
   }
 } finally {
-  await daemon.stop();
+  await daemon?.stop();
   if (values.keep) console.log(`kept ${tmp}`);
   else await rm(tmp, { recursive: true, force: true });
   await reg.stop();

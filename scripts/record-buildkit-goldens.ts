@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { startRegistry, pushBusybox, writeKilnConfig } from "../test/fixtures/registry.js";
-import { recordingDaemon } from "./buildkitd.js";
+import { buildkitDaemon, type Daemon } from "../bench/daemons.js";
 import { cases, caseFiles, checkFail, failCases, failGolden, type CompareCase } from "../test/compare/cases.js";
 import { imageFacts, layoutTree, diffFacts } from "../test/compare/facts.js";
 
@@ -32,13 +32,14 @@ async function writeContext(dir: string, c: CompareCase): Promise<void> {
 const reg = await startRegistry();
 const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-goldens-"));
 let failures = 0;
-const daemon = recordingDaemon(buildkitd, buildctl);
+let daemon: Daemon | undefined;
 try {
   const { layout } = await pushBusybox(reg.host);
   const base = await layoutTree(layout.dir);
   const config = await writeKilnConfig(tmp, reg.host);
   const sock = path.join(tmp, "buildkitd.sock");
-  await daemon.start(path.join(tmp, "bk-root"), sock, config);
+  daemon = buildkitDaemon({ buildkitd, buildctl }, path.join(tmp, "bk-root"), sock, config);
+  await daemon.start();
   for (const c of cases.filter((c) => !values.only || c.name === values.only)) {
     const ctx = path.join(tmp, "ctx", c.name);
     await writeContext(ctx, c);
@@ -109,7 +110,7 @@ try {
     console.log(`${c.name}: ${diffs.length ? `${diffs.join("\n  ")}` : "same error"}`);
   }
 } finally {
-  await daemon.stop();
+  await daemon?.stop();
   await rm(tmp, { recursive: true, force: true });
   await reg.stop();
 }
