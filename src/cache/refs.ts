@@ -158,37 +158,48 @@ export class CacheManager {
    * the caller's scope holds). Undefined for no layers.
    */
   async lazyChain(signal: AbortSignal, layers: LazyLayer[], description: string, scope?: BlobProviderScope, provider?: BlobProvider): Promise<ImmutableRef | undefined> {
+    return this.stackLayers(signal, layers, async (layer, parent) => {
+      if (scope && provider) scope.add(layer.digest, provider);
+      const parentId = parent?.id ?? null;
+      return this.adding.run(`${layer.digest}|${parentId ?? ""}`, async () => {
+        const found = this.db.findByBlob(layer.digest, parentId);
+        if (found) return found.id;
+        const id = newRefId();
+        // The blob counts against the cap from now on (it is the ref's until the ref goes).
+        if (!this.db.blobInUse(layer.digest)) await this.opts.reserve?.(signal, id, layer.size);
+        const now = Date.now();
+        this.db.commitRef({
+          id,
+          parent: parentId,
+          createdAt: layer.createdAt ?? now,
+          lastUsedAt: now,
+          description,
+          size: 0,
+          blobDigest: layer.digest,
+          blobMediaType: layer.mediaType,
+          blobSize: layer.size,
+          diffId: layer.diffId,
+          meta: null,
+          recordType: "regular",
+          usageCount: 1,
+          lazy: true,
+        });
+        return id;
+      });
+    });
+  }
+
+  /**
+   * Refs for `layers` stacked base first: `refIdOn` finds or records each layer's ref on the one
+   * below it and answers its id. Returns a handle to the top (undefined for no layers); the
+   * handles below are let go along the way, and every handle on failure.
+   */
+  async stackLayers<L extends { digest: string }>(signal: AbortSignal, layers: readonly L[], refIdOn: (layer: L, parent: ImmutableRef | undefined, index: number) => Promise<string>): Promise<ImmutableRef | undefined> {
     let parent: ImmutableRef | undefined;
     try {
-      for (const layer of layers) {
+      for (const [i, layer] of layers.entries()) {
         signal.throwIfAborted();
-        if (scope && provider) scope.add(layer.digest, provider);
-        const parentId = parent?.id ?? null;
-        const id = await this.adding.run(`${layer.digest}|${parentId ?? ""}`, async () => {
-          const found = this.db.findByBlob(layer.digest, parentId);
-          if (found) return found.id;
-          const id = newRefId();
-          // The blob counts against the cap from now on (it is the ref's until the ref goes).
-          if (!this.db.blobInUse(layer.digest)) await this.opts.reserve?.(signal, id, layer.size);
-          const now = Date.now();
-          this.db.commitRef({
-            id,
-            parent: parentId,
-            createdAt: layer.createdAt ?? now,
-            lastUsedAt: now,
-            description,
-            size: 0,
-            blobDigest: layer.digest,
-            blobMediaType: layer.mediaType,
-            blobSize: layer.size,
-            diffId: layer.diffId,
-            meta: null,
-            recordType: "regular",
-            usageCount: 1,
-            lazy: true,
-          });
-          return id;
-        });
+        const id = await refIdOn(layer, parent, i);
         const next = this.tryGet(id);
         if (!next) throw new KilnError("KILN_CACHE_GONE", `layer ${layer.digest} was collected while it was being recorded`);
         await parent?.release();

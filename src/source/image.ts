@@ -63,50 +63,39 @@ export class RegistryImagePuller implements ImagePuller {
   async unpack(signal: AbortSignal, img: ResolvedImage, progress: ProgressWriter, vertex: Digest): Promise<ImmutableRef | undefined> {
     const { mgr, content } = this.opts;
     const diffIds = img.config.rootfs?.diff_ids ?? [];
-    let parent: ImmutableRef | undefined;
-    try {
-      for (const [i, layer] of img.layers.entries()) {
-        const parentId: string = parent?.id ?? "";
-        const id = await this.unpacking.run(`${layer.digest}|${parentId}`, async () => {
-          const found = await mgr.findLayer(layer.digest, parent);
-          if (found) {
-            await found.release();
-            return found.id;
+    return mgr.stackLayers(signal, img.layers, (layer, parent, i) =>
+      this.unpacking.run(`${layer.digest}|${parent?.id ?? ""}`, async () => {
+        const found = await mgr.findLayer(layer.digest, parent);
+        if (found) {
+          await found.release();
+          return found.id;
+        }
+        const started = new Date();
+        const status = { id: `extracting ${layer.digest}`, vertex, started, current: 0 };
+        if (!(await content.has(layer.digest as Digest))) {
+          progress.write({ statuses: [{ id: `downloading ${layer.digest}`, vertex, started, current: 0, total: layer.size }] });
+          await img.pulled.fetchBlob(signal, layer);
+          progress.write({ statuses: [{ id: `downloading ${layer.digest}`, vertex, started, current: layer.size, total: layer.size, completed: new Date() }] });
+        }
+        progress.write({ statuses: [status] });
+        const mut = await mgr.newMutable(parent, `pulled from ${img.ref}`);
+        try {
+          const res = await applyLayer(signal, mgr.snapshotter, mut.id, decompress(content.createReadStream(layer.digest as Digest), layer.mediaType));
+          const expected = diffIds[i];
+          if (expected && res.diffId && res.diffId !== expected) {
+            throw new KilnError("KILN_LAYER_DIGEST", `layer ${layer.digest} of ${img.ref}: uncompressed digest ${res.diffId} does not match the config's ${expected}`);
           }
-          const started = new Date();
-          const status = { id: `extracting ${layer.digest}`, vertex, started, current: 0 };
-          if (!(await content.has(layer.digest as Digest))) {
-            progress.write({ statuses: [{ id: `downloading ${layer.digest}`, vertex, started, current: 0, total: layer.size }] });
-            await img.pulled.fetchBlob(signal, layer);
-            progress.write({ statuses: [{ id: `downloading ${layer.digest}`, vertex, started, current: layer.size, total: layer.size, completed: new Date() }] });
-          }
-          progress.write({ statuses: [status] });
-          const mut = await mgr.newMutable(parent, `pulled from ${img.ref}`);
-          try {
-            const res = await applyLayer(signal, mgr.snapshotter, mut.id, decompress(content.createReadStream(layer.digest as Digest), layer.mediaType));
-            const expected = diffIds[i];
-            if (expected && res.diffId && res.diffId !== expected) {
-              throw new KilnError("KILN_LAYER_DIGEST", `layer ${layer.digest} of ${img.ref}: uncompressed digest ${res.diffId} does not match the config's ${expected}`);
-            }
-            const ref = await mut.commit({ blobDigest: layer.digest, blobMediaType: layer.mediaType, blobSize: layer.size, diffId: res.diffId ?? expected ?? null });
-            progress.write({ statuses: [{ ...status, completed: new Date() }] });
-            const rid = ref.id;
-            await ref.release();
-            return rid;
-          } catch (err) {
-            await mut.discard();
-            throw err;
-          }
-        });
-        const next = mgr.get(id);
-        await parent?.release();
-        parent = next;
-      }
-      return parent;
-    } catch (err) {
-      await parent?.release();
-      throw err;
-    }
+          const ref = await mut.commit({ blobDigest: layer.digest, blobMediaType: layer.mediaType, blobSize: layer.size, diffId: res.diffId ?? expected ?? null });
+          progress.write({ statuses: [{ ...status, completed: new Date() }] });
+          const rid = ref.id;
+          await ref.release();
+          return rid;
+        } catch (err) {
+          await mut.discard();
+          throw err;
+        }
+      }),
+    );
   }
 }
 
