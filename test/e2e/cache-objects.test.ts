@@ -4,11 +4,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer, type AddressInfo } from "node:net";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { envPool, repoRoot, stepStates, type KilnEnv } from "../helpers/kiln.js";
+import { freePort } from "../fixtures/registry.js";
 
 const envs = envPool();
 let tmp = "";
@@ -17,17 +17,6 @@ let s3URL = "";
 let azurite: ChildProcess | undefined;
 let azURL = "";
 const azKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Waits until something answers HTTP at `url` (any status). */
 async function answering(url: string): Promise<void> {

@@ -6,12 +6,13 @@
 // directory is then read by skopeo and umoci.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { kilnEnv, repoRoot, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { kilnEnv, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { startKilnd, type Kilnd } from "../helpers/kilnd.js";
 
 const sh = promisify(execFile);
 
@@ -20,37 +21,8 @@ after(async () => {
 });
 
 /** bin/kilnd in its own mount namespace, with `masked` covered by an empty tmpfs there. */
-async function startMaskedKilnd(masked: string, args: string[]): Promise<{ proc: ChildProcess; log: () => string; stop(): Promise<void> }> {
-  const proc = spawn("unshare", ["--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs kiln-masked "$1" && shift && exec "$@"', "sh", masked, process.execPath, path.join(repoRoot, "bin", "kilnd"), ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let log = "";
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`kilnd did not start; log:\n${log}`)), 60_000);
-    proc.stderr!.on("data", (d: Buffer) => {
-      log += d.toString();
-      if (/running server on/.test(log)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.once("exit", () => {
-      clearTimeout(timer);
-      reject(new Error(`kilnd exited; log:\n${log}`));
-    });
-  });
-  return {
-    proc,
-    log: () => log,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+function startMaskedKilnd(masked: string, args: string[]): Promise<Kilnd> {
+  return startKilnd(args, {}, ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs kiln-masked "$1" && shift && exec "$@"', "sh", masked]);
 }
 
 interface IndexJSON {
@@ -74,7 +46,7 @@ function ranSteps(stderr: string): string[] {
 
 describe("client-side outputs and caches through the session's content store", { concurrency: false }, () => {
   let env: KilnEnv;
-  let kilnd: Awaited<ReturnType<typeof startMaskedKilnd>>;
+  let kilnd: Kilnd;
   let addr = "";
   let masked = "";
 

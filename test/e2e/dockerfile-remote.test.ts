@@ -5,11 +5,12 @@ import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import { createServer as netServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import { access, lstat, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { kilnEnv, stepStates, stopSharedRegistry, type KilnEnv } from "../helpers/kiln.js";
+import { freePort } from "../fixtures/registry.js";
 
 const sh = promisify(execFile);
 let env: KilnEnv;
@@ -24,17 +25,6 @@ const lastModified = "Wed, 21 Oct 2015 07:28:00 GMT";
 const routes = new Map<string, Buffer>();
 /** Directory served under /dumb/ (the bare repositories). */
 let dumbRoot = "";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = netServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 before(async () => {
   env = await kilnEnv();

@@ -20,9 +20,13 @@ export interface Kilnd {
   stop(): Promise<void>;
 }
 
-/** bin/kilnd ARGS, not waited for: tests of refused starts watch it exit. */
-export function spawnKilnd(args: string[], env: Record<string, string> = {}): Kilnd {
-  const proc = spawn(process.execPath, [path.join(repoRoot, "bin", "kilnd"), ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
+/**
+ * bin/kilnd ARGS, not waited for: tests of refused starts watch it exit. `wrapper` is a command
+ * that execs its trailing arguments (e.g. unshare into a namespace of the test's making).
+ */
+export function spawnKilnd(args: string[], env: Record<string, string> = {}, wrapper: string[] = []): Kilnd {
+  const argv = [...wrapper, process.execPath, path.join(repoRoot, "bin", "kilnd"), ...args];
+  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
   let log = "";
   const waiters = new Set<() => void>();
   proc.stderr!.on("data", (d: Buffer) => {
@@ -77,8 +81,8 @@ export function spawnKilnd(args: string[], env: Record<string, string> = {}): Ki
 }
 
 /** bin/kilnd ARGS, once it serves. */
-export async function startKilnd(args: string[], env: Record<string, string> = {}): Promise<Kilnd> {
-  const d = spawnKilnd(args, env);
+export async function startKilnd(args: string[], env: Record<string, string> = {}, wrapper: string[] = []): Promise<Kilnd> {
+  const d = spawnKilnd(args, env, wrapper);
   await d.waitFor(/running server on/);
   return d;
 }
