@@ -103,6 +103,8 @@ class Job {
   private readonly keys = new Map<Digest, Promise<Digest>>();
   private readonly outputs = new Map<Digest, Promise<Result[]>>();
   private readonly held: Result[] = [];
+  /** Results storedLocally found while keying, by key. */
+  private readonly loaded = new Map<Digest, Result[]>();
   private readonly reported = new Map<Digest, VertexStatus>();
 
   constructor(
@@ -205,10 +207,12 @@ class Job {
     return key;
   }
 
+  /** Loads a stored result once: kept (and held by the job) for computeResults to serve. */
   private async storedLocally(key: Digest, outputs: number): Promise<boolean> {
     const rs = await this.solver.cacheStore.load(this.signal, key, outputs);
     if (!rs) return false;
-    await Promise.allSettled(rs.map((r) => r.release()));
+    this.hold(rs);
+    this.loaded.set(key, rs);
     return true;
   }
 
@@ -216,6 +220,11 @@ class Job {
     const key = await this.key(v);
     const cache = this.solver.cacheStore;
     if (!v.ignoreCache) {
+      const early = this.loaded.get(key);
+      if (early) {
+        this.reportSkipped(v);
+        return early;
+      }
       const hit = (await cache.load(this.signal, key, v.op.outputs)) ?? (await this.loadRemote(key, v));
       if (hit) {
         this.hold(hit);
@@ -308,6 +317,7 @@ class Job {
   async release(): Promise<void> {
     await Promise.allSettled(this.held.map((r) => r.release()));
     this.held.length = 0;
+    this.loaded.clear();
   }
 }
 
